@@ -1,0 +1,20 @@
+"""Prompt templates and CLIP text embeddings of class vocabularies (SED spec §2, CLIP-ZSS spec §5.1)."""
+
+from __future__ import annotations
+
+from ._cache import VocabularyCache, cached_encode_vocabulary, default_cache_dir, weights_id_of
+from ._templates import TEMPLATE_SETS, get_templates, list_template_sets
+from ._vocabulary import build_prompts, encode_vocabulary, split_synonyms
+
+__all__ = [
+    "TEMPLATE_SETS",
+    "get_templates",
+    "list_template_sets",
+    "split_synonyms",
+    "build_prompts",
+    "encode_vocabulary",
+    "VocabularyCache",
+    "cached_encode_vocabulary",
+    "default_cache_dir",
+    "weights_id_of",
+]
