@@ -1,0 +1,171 @@
+"""SED decoder speed at a 768 input (24x24 cost map, B = 1, pooling 1, random weights): official vs this package.
+
+Rows (``benchmarks/results/sed_decoder.json``), one per (T, k, provider):
+
+* provider ``official``: a faithful re-implementation of the official forward (below, written from spec §4-§5:
+  cost rearranged to (B*T, P, h, w), K1..K3 and the repeated skip guidance built for every class, concat +
+  DoubleConv, nested boolean masks for category early rejection);
+* provider ``ours``: `sed.Aggregator` (chunked, fused, per-image CER), same weights and inputs;
+* ``k = "all"`` is the plain decoder (no CER, the paper's Table 7 "All"), ``k`` in 1/2/4/8 the CER path;
+  ``kept`` lists the categories kept before decoder1/2/3 (identical for both providers: same math).
+
+Inputs imitate a real cost map (per class / template offsets, smooth spatial variation, six classes present in
+smooth regions), so that top-k rejection keeps a plausible number of classes even with random weights. Each case
+is timed once (``rounds=1``) after one untimed call: the official decoder at T = 847 without CER takes minutes on
+two cores. Outputs of the two providers are compared (max |diff| in the pytest-benchmark extra info).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import sed
+
+P, H = 80, 24  # templates, cost-map side for a 768 input
+GUIDANCE = (512, 256, 128)  # ConvNeXt-B res4, res3, res2 channels
+CASES = [(t, k) for t in (150, 847) for k in ("all", 1, 2, 4, 8)]
+_OUTPUTS: dict[tuple[int, Any], torch.Tensor] = {}
+
+
+# --------------------------------------------------------------------------------- official-style decoder
+def _cnext(m, x):
+    y = F.conv2d(x, m.dwconv.weight, m.dwconv.bias, padding=m.dwconv.padding, groups=x.shape[1]).permute(0, 2, 3, 1)
+    y = F.layer_norm(y, (y.shape[-1],), m.norm.weight, m.norm.bias, 1e-6)
+    y = m.gamma * m.pwconv2(F.gelu(m.pwconv1(y)))
+    return x + y.permute(0, 3, 1, 2)
+
+
+def _linear_attention(a, x):
+    n, length, c = x.shape
+    q, k, v = (lin(x).view(n, length, a.num_heads, c // a.num_heads) for lin in (a.q, a.k, a.v))
+    q, k, v = F.elu(q) + 1, F.elu(k) + 1, v / length
+    kv = torch.einsum("nshd,nshv->nhdv", k, v)
+    z = 1 / (torch.einsum("nlhd,nhd->nlh", q, k.sum(dim=1)) + 1e-6)
+    return (torch.einsum("nlhd,nhdv,nlh->nlhv", q, kv, z) * length).reshape(n, length, c)
+
+
+def _class_attention(m, x):  # x: (B, C, T, H, W), pooling 1 (eval.sh)
+    b, c, t, h, w = x.shape
+    xp = x.permute(0, 3, 4, 2, 1).reshape(b * h * w, t, c)
+    xp = xp + _linear_attention(m.attention, m.norm1(xp))
+    xp = xp + m.MLP(m.norm2(xp))
+    xp = xp.reshape(b, h, w, t, c).permute(0, 3, 4, 1, 2).reshape(b * t, c, h, w)
+    xp = F.interpolate(xp, size=(h, w), mode="bilinear", align_corners=True)
+    return x + xp.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
+
+
+def _up(m, x, guidance, corr):
+    x = _cnext(m.cnext, x)
+    bt, c, h, w = x.shape
+    x = _class_attention(m.attention, x.reshape(1, bt, c, h, w).permute(0, 2, 1, 3, 4))
+    x = m.up(x.permute(0, 2, 1, 3, 4).reshape(bt, c, h, w))
+    x = torch.cat([x, guidance.repeat(bt, 1, 1, 1), corr], dim=1)
+    return m.conv.double_conv(x)
+
+
+def _valid(logits, k):
+    order = logits.argsort(dim=1, descending=True)[:, :k]
+    return torch.bincount(order.flatten(), minlength=logits.shape[1]) > 0
+
+
+def official_decoder(agg: sed.Aggregator, cost: torch.Tensor, feats: list[torch.Tensor], k: int | None):
+    """Official forward (k None) or fast_conv_decoder (k): returns (probs (1, T, 192, 192), kept per stage)."""
+    t = cost.shape[2]
+    corr = cost.permute(0, 2, 1, 3, 4).reshape(t, P, H, H)
+    x = agg.conv1(corr)
+    g = [proj(f) for proj, f in zip(agg.decoder_guidance_projection, feats)]
+    k1 = agg.decoder_corr_guidance_projection[0](corr)
+    k2 = agg.decoder_corr_guidance_projection[1](k1)
+    k3 = agg.decoder_corr_guidance_projection[2](k2)
+    if k is None:
+        x = _up(agg.decoder1, x, g[0], k1)
+        x = _up(agg.decoder2, x, g[1], k2)
+        x = _up(agg.decoder3, x, g[2], k3)
+        return agg.head(x).reshape(1, t, 8 * H, 8 * H).sigmoid(), [t, t, t]
+    m0 = _valid(agg.head0(x).reshape(1, t, H, H), k)
+    x = _up(agg.decoder1, x[m0], g[0], k1[m0])
+    m1 = _valid(agg.head1(x).reshape(1, -1, 2 * H, 2 * H), k)
+    x = _up(agg.decoder2, x[m1], g[1], k2[m0][m1])
+    m2 = _valid(agg.head2(x).reshape(1, -1, 4 * H, 4 * H), k)
+    x = _up(agg.decoder3, x[m2], g[2], k3[m0][m1][m2])
+    y = agg.head(x).reshape(1, -1, 8 * H, 8 * H)
+    m12 = m1.clone()
+    m12[m1] = m2
+    m = m0.clone()
+    m[m0] = m12
+    out = torch.zeros(1, t, 8 * H, 8 * H)
+    out[:, m] = y.sigmoid()
+    return out, [int(m0.sum()), int(m1.sum()), int(m2.sum())]
+
+
+def ours_decoder(agg: sed.Aggregator, cost: torch.Tensor, feats: list[torch.Tensor], k: int | None):
+    if k is None:
+        t = cost.shape[2]
+        return agg(cost, feats)[0].sigmoid_(), [t, t, t]
+    probs, stats = agg.forward_cer(cost, feats, k)
+    return probs, stats["kept"][0]
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+def make_inputs(num_classes: int, seed: int = 0, present: int = 6) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A cost map (1, 80, T, 24, 24) with per-class offsets, smooth variation and `present` classes in regions."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def smooth(*lead: int) -> torch.Tensor:
+        n = torch.randn(*lead, 4, 4, generator=gen).reshape(-1, 1, 4, 4)
+        return F.interpolate(n, size=(H, H), mode="bicubic", align_corners=False).reshape(*lead, H, H)
+
+    cost = 0.12 + 0.04 * torch.randn(P, num_classes, 1, 1, generator=gen)
+    cost = cost + 0.02 * smooth(1, num_classes) + 0.005 * torch.randn(P, num_classes, H, H, generator=gen)
+    region = smooth(present).argmax(0)
+    for i, cls in enumerate(torch.randperm(num_classes, generator=gen)[:present].tolist()):
+        cost[:, cls] += 0.15 * (region == i)
+    feats = [torch.randn(1, c, H * 2 ** (i + 1), H * 2 ** (i + 1), generator=gen) for i, c in enumerate(GUIDANCE)]
+    return cost.clamp(-1, 1).unsqueeze(0), feats
+
+
+@pytest.fixture(scope="module")
+def decoder() -> sed.Aggregator:
+    torch.manual_seed(0)
+    return sed.Aggregator(guidance_dims=GUIDANCE).eval()
+
+
+@pytest.mark.parametrize("provider", ["official", "ours"])
+@pytest.mark.parametrize("num_classes,k", CASES, ids=[f"T{t}-k{k}" for t, k in CASES])
+def test_bench_sed_decoder(measure, benchmark, decoder, num_classes: int, k: Any, provider: str) -> None:
+    cost, feats = make_inputs(num_classes)
+    fn = official_decoder if provider == "official" else ours_decoder
+    topk = None if k == "all" else k
+    kept: list[int] = []  # filled by the first call; the row holds this list
+    probs: list[torch.Tensor] = []
+
+    @torch.inference_mode()
+    def run() -> None:
+        out, counts = fn(decoder, cost, feats, topk)
+        kept[:] = counts
+        probs[:] = [out]
+
+    measure(
+        run,
+        kernel="sed_decoder",
+        provider=provider,
+        mode=f"k={k}",
+        shape=(1, P, num_classes, H, H),
+        dtype=torch.float32,
+        rounds=1,
+        warmup_rounds=0,
+        num_classes=num_classes,
+        k=k,
+        kept=kept,
+    )
+    other = _OUTPUTS.pop((num_classes, k), None)
+    if other is None:
+        _OUTPUTS[(num_classes, k)] = probs[0]
+    else:
+        diff = float((other - probs[0]).abs().max())
+        benchmark.extra_info["max_abs_diff_vs_other_provider"] = diff
+        assert diff < 1e-3, f"providers disagree by {diff}"

@@ -1,0 +1,440 @@
+"""``clipzss-train``: train CLIP-ZSS with the inductive zero-shot protocol of the paper (spec §2-§4).
+
+Presets are training recipes (configs as data); every flag overrides one field::
+
+    clipzss-train --preset voc_zs --data.root /data --teacher-pretrained /ckpt/ViT-B-16.pt \\
+        --student-pretrained /ckpt/swin_base_patch4_window7_224.safetensors
+    clipzss-train --preset coco_stuff_zs --model-preset clipzss_convnext_b_upernet --max-iters 40000
+    torchrun --nproc_per_node 8 -m clipzss.cli.train --preset cross_coco_stuff --data.root /data
+    clipzss-train --preset demo --data.root datasets          # CPU, random weights, after `ovcore demo-data`
+
+The run directory holds the engine's training checkpoints (``checkpoints/ckpt_*.pt``, ``--resume`` continues from
+the latest) and, next to them, ``checkpoints/clipzss_inference.pt``: the student and the text embeddings only
+(``CLIPZSS.export_inference_state_dict``), which ``clipzss-eval`` reads without building the CLIP image tower. It is
+refreshed at every training checkpoint and written at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tyro
+
+from ovcore.train import OptimConfig, ScheduleConfig, TrainConfig, preset_cli
+
+from .._registry import get_preset_config, list_presets
+from ..config import CLIPZSSConfig, replace
+from ..presets import DEMO_SEEN
+from ._common import UsageError, check_data_root, format_table, json_safe, run_main, setup_logging, test_transform
+from .benchmarks import TrainBenchmark, get_benchmark
+
+__all__ = ["ClipZSSTrainConfig", "DataConfig", "INFERENCE_NAME", "PRESETS", "build_config", "main", "run"]
+
+logger = logging.getLogger(__name__)
+
+PROG = "clipzss-train"
+INFERENCE_NAME = "clipzss_inference.pt"
+"""File name of the inference checkpoint, in ``<output_dir>/checkpoints/``."""
+
+PAPER_MODEL = "clipzss_swin_b_upernet"
+"""Default student of the paper-scale recipes: the paper's Swin-B row (the other two backbones are not in timm)."""
+
+DEMO_MODEL = "clipzss_tiny_convnext_segformer"
+
+# A run-time Literal of the registered model presets, so --help lists them and a typo is rejected by the parser.
+ModelPreset = Literal.__getitem__(tuple(list_presets()))  # type: ignore[misc]
+
+
+@dataclass
+class DataConfig:
+    """Training and validation data: an ovcore.data layout under one root, ZegCLIP's mmseg pipeline (spec §2.4)."""
+
+    root: str | None = None
+    """Dataset root holding the prepared layouts (written by `ovcore prepare ...`, or `ovcore demo-data` for the
+    demo); default $DETECTRON2_DATASETS or ./datasets."""
+
+    scale: tuple[int, int] | None = None
+    """(long, short) base scale of the random rescale; default (4 x crop, crop), i.e. ZegCLIP's (2048, 512) at
+    the 512 crop."""
+
+    ratio_range: tuple[float, float] = (0.5, 2.0)
+    """Range of the random rescale ratio."""
+
+    cat_max_ratio: float = 0.75
+    """Random crop: no class may cover more than this fraction of the crop (mmseg; 1.0 disables)."""
+
+    flip_prob: float = 0.5
+    """Horizontal flip probability."""
+
+    photometric: bool = True
+    """mmseg's photometric distortion."""
+
+    test_short_side: int | None = None
+    """Validation resize: short side (long side by aspect ratio, no cap, as ZegCLIP's min_size); default the crop
+    size; 0 keeps the original resolution."""
+
+    val_max_images: int | None = None
+    """Score only the first N validation images in the periodic evaluations (quick checks); None: the whole split."""
+
+    eval_batch_size: int = 1
+    """Images per forward pass in the evaluations (consecutive images of the same size only)."""
+
+    eval_num_workers: int = 2
+    """DataLoader workers of the evaluations."""
+
+
+@dataclass
+class ClipZSSTrainConfig(TrainConfig):
+    """Train CLIP-ZSS (inductive zero-shot segmentation with a frozen CLIP teacher) with the shared ovcore engine."""
+
+    benchmark: TrainBenchmark = "voc_zs"
+    """Training set and seen/unseen split: voc_zs (15/5), coco_stuff_zs (156/15; also the cross-dataset training
+    set), context_zs (49/10), demo_zs (demo scenes, 6/2). Unseen pixels become ignore in training; the periodic
+    evaluations score its val split over all classes. Changing it re-applies the dataset's templates and gamma."""
+
+    model_preset: ModelPreset = PAPER_MODEL  # type: ignore[valid-type]
+    """CLIP-ZSS model preset (clipzss.list_presets()); the --model.* defaults below are this preset's, for this
+    benchmark."""
+
+    teacher_pretrained: str | None = None
+    """Shortcut for --model.teacher.pretrained: the CLIP teacher's open_clip tag ('openai' for ViT-B-16) or a local
+    weights file; 'none' = random init (smoke tests only). Offline, a tag must already be in the local cache."""
+
+    student_pretrained: str | None = None
+    """Shortcut for --model.student.pretrained: a timm pretrained tag of the student backbone (e.g. ms_in1k,
+    ms_in22k, fb_in1k), a local weights file (.safetensors / .pth / .bin), or 'none' for random init. Offline, a tag
+    must already be in the Hugging Face cache."""
+
+    model: CLIPZSSConfig = field(default_factory=CLIPZSSConfig)
+    """The CLIP-ZSS model (student, teacher, GLM, PLM, synthesizer, losses)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    """Data."""
+
+
+# ---------------------------------------------------------------------------------------------------------- presets
+
+
+def _paper(benchmark: str, max_iters: int, batch_size: int, interval: int, name: str) -> ClipZSSTrainConfig:
+    # spec §2.4: 512 crops, batch 16 (8 GPUs x 2), "AdamW with the default training schedule in MMSeg": lr 6e-5,
+    # betas (0.9, 0.999), weight decay 0.01 (none on norms, 1-D parameters, position tables: the model's
+    # param_groups), linear warm-up over 1500 iterations from 1e-6, then poly decay with power 1.0 to 0.
+    # Checkpoint / evaluation intervals: mmseg's schedules (2k for 20k, 4k for 40k, 8k for 80k).
+    return ClipZSSTrainConfig(
+        output_dir=f"runs/clipzss/{name}",
+        max_iters=max_iters,
+        batch_size=batch_size,
+        optim=OptimConfig(lr=6e-5, weight_decay=0.01, betas=(0.9, 0.999)),
+        schedule=ScheduleConfig(name="poly", warmup_iters=1500, warmup_ratio=1e-6, power=1.0, min_lr=0.0),
+        checkpoint_every=interval,
+        eval_every=interval,
+        keep_last=3,
+        log_every=50,
+        num_workers=4,
+        benchmark=benchmark,  # type: ignore[arg-type]
+        model_preset=PAPER_MODEL,
+    )
+
+
+def _demo() -> ClipZSSTrainConfig:
+    # A few CPU minutes on the demo scenes with the tiny random presets: a larger rate and a short warm-up so the
+    # student visibly learns the seen classes; the numbers say nothing about the paper (random CLIP weights).
+    return ClipZSSTrainConfig(
+        output_dir="runs/clipzss/demo",
+        max_iters=200,
+        batch_size=4,
+        optim=OptimConfig(lr=1e-3, weight_decay=0.01),
+        schedule=ScheduleConfig(name="poly", warmup_iters=20, warmup_ratio=1e-3, power=1.0),
+        checkpoint_every=50,
+        eval_every=100,
+        keep_last=2,
+        log_every=10,
+        num_workers=0,
+        benchmark="demo_zs",
+        model_preset=DEMO_MODEL,
+        data=DataConfig(eval_num_workers=0),
+    )
+
+
+PRESETS: dict[str, tuple[str, Callable[[], ClipZSSTrainConfig]]] = {
+    "voc_zs": (
+        "PASCAL VOC 15/5 (Table 1): 20k iterations, batch 16, 512 crop, AdamW 6e-5, warm-up 1500 + poly",
+        lambda: _paper("voc_zs", 20_000, 16, 2_000, "voc_zs"),
+    ),
+    "coco_stuff_zs": (
+        "COCO-Stuff 156/15 (Table 1): 80k iterations, batch 16, 512 crop, AdamW 6e-5, warm-up 1500 + poly",
+        lambda: _paper("coco_stuff_zs", 80_000, 16, 8_000, "coco_stuff_zs"),
+    ),
+    "context_zs": (
+        "PASCAL Context 49/10 (Table 1): 40k iterations, batch 16, 512 crop, AdamW 6e-5, warm-up 1500 + poly",
+        lambda: _paper("context_zs", 40_000, 16, 4_000, "context_zs"),
+    ),
+    "cross_coco_stuff": (
+        "cross-dataset (Table 7): the 156 seen COCO-Stuff classes, 60k iterations, batch 32; then clipzss-eval "
+        "--benchmarks cross-dataset",
+        lambda: _paper("coco_stuff_zs", 60_000, 32, 6_000, "cross_coco_stuff"),
+    ),
+    "demo": (
+        "CPU demo: tiny random model on the demo scenes (demo_zs, 6 seen / 2 unseen), 200 iterations, batch 4",
+        _demo,
+    ),
+}
+"""Training recipes: name -> (description, factory)."""
+
+
+def model_config(model_preset: str, benchmark: str) -> CLIPZSSConfig:
+    """The model preset's config with the benchmark's vocabulary, templates and gamma (``DATASET_DEFAULTS``).
+
+    Raises:
+        ValueError: unknown model preset or benchmark.
+    """
+    bench = get_benchmark(benchmark)
+    if not bench.zero_shot:
+        raise ValueError(f"--benchmark {benchmark!r} has no seen/unseen split to train on")
+    if bench.name == "demo_zs":
+        split = bench.split()
+        return get_preset_config(model_preset, class_names=list(split.class_names), seen_classes=list(DEMO_SEEN))
+    return get_preset_config(model_preset, dataset=bench.dataset)
+
+
+def build_config(preset: str, *, model_preset: str | None = None, benchmark: str | None = None) -> ClipZSSTrainConfig:
+    """A recipe with its model config filled in.
+
+    Args:
+        preset: A name of :data:`PRESETS`.
+        model_preset: Replaces the recipe's model preset.
+        benchmark: Replaces the recipe's benchmark.
+
+    Raises:
+        ValueError: unknown names.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown --preset {preset!r}; available: {', '.join(PRESETS)}")
+    cfg = PRESETS[preset][1]()
+    cfg.model_preset = model_preset or cfg.model_preset
+    cfg.benchmark = benchmark or cfg.benchmark  # type: ignore[assignment]
+    cfg.model = model_config(cfg.model_preset, cfg.benchmark)
+    return cfg
+
+
+@dataclass
+class _Stage0:
+    # Only what changes the defaults of other flags: read first, then the full parser shows those defaults.
+    preset: Literal.__getitem__(tuple(PRESETS)) = "voc_zs"  # type: ignore[valid-type]
+    model_preset: ModelPreset | None = None  # type: ignore[valid-type]
+    benchmark: TrainBenchmark | None = None
+
+
+def parse_args(args: Sequence[str] | None = None) -> ClipZSSTrainConfig:
+    """Command line -> config (``--preset`` + ``--model-preset`` + ``--benchmark`` pick the defaults)."""
+    args = list(sys.argv[1:] if args is None else args)
+    stage0, _ = tyro.cli(_Stage0, args=args, prog=PROG, add_help=False, return_unknown_args=True)
+    presets: dict[str, tuple[str, Any]] = {}
+    for name, (description, _) in PRESETS.items():
+        if name == stage0.preset:
+            base = build_config(name, model_preset=stage0.model_preset, benchmark=stage0.benchmark)
+        else:
+            # Only the chosen preset is parsed against; the others appear in --help by name and description.
+            base = ClipZSSTrainConfig()
+        presets[name] = (description, base)
+    return preset_cli(presets, default=stage0.preset, args=args, prog=PROG, description=_description())
+
+
+def _description() -> str:
+    return (
+        "Train CLIP-ZSS (inductive zero-shot segmentation, a frozen CLIP teacher) with the ovcore engine. "
+        "Multi-GPU: torchrun --nproc_per_node N -m clipzss.cli.train ... (--batch-size is the global batch). "
+        "The run writes checkpoints/ckpt_*.pt (--resume continues) and checkpoints/clipzss_inference.pt "
+        "(student + text embeddings) for clipzss-eval."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------- running
+
+
+def _is_path(value: str) -> bool:
+    return os.sep in value or value.endswith((".pt", ".pth", ".bin", ".safetensors", ".npz"))
+
+
+def _resolve_weights(cfg: ClipZSSTrainConfig) -> CLIPZSSConfig:
+    """Apply the --teacher-pretrained / --student-pretrained shortcuts and check local weight files exist."""
+    model = cfg.model
+    if cfg.teacher_pretrained is not None:
+        value = cfg.teacher_pretrained
+        model = replace(model, teacher__pretrained=None if value.lower() == "none" else value)
+    if cfg.student_pretrained is not None:
+        value = cfg.student_pretrained
+        lowered = value.lower()
+        student_value: bool | str = False if lowered in ("none", "false") else True if lowered == "true" else value
+        model = replace(model, student__pretrained=student_value)
+    teacher_w, student_w = model.teacher.pretrained, model.student.pretrained
+    if isinstance(teacher_w, str) and _is_path(teacher_w) and not Path(teacher_w).is_file():
+        raise UsageError(f"--teacher-pretrained (--model.teacher.pretrained) {teacher_w}: no such file")
+    if isinstance(student_w, str) and _is_path(student_w) and not Path(student_w).is_file():
+        raise UsageError(f"--student-pretrained (--model.student.pretrained) {student_w}: no such file")
+    return model
+
+
+def _check_vocabulary(cfg: ClipZSSTrainConfig) -> None:
+    """The model's vocabulary (--model.dataset / class-names / seen-classes) must be the benchmark's."""
+    from ..model import resolve_vocabulary
+
+    split = get_benchmark(cfg.benchmark).split()
+    names, seen = resolve_vocabulary(cfg.model)
+    if names != list(split.class_names) or sorted(seen) != sorted(split.seen):
+        raise UsageError(
+            f"the model's vocabulary ({len(names)} classes, {len(seen)} seen; --model.dataset "
+            f"{cfg.model.dataset!r}) is not that of --benchmark {cfg.benchmark} ({len(split.class_names)} classes, "
+            f"{len(split.seen)} seen): switch datasets with --benchmark, which sets the --model.* defaults"
+        )
+
+
+def _train_transform(cfg: ClipZSSTrainConfig) -> Any:
+    from ovcore.data import MMSegTrainTransform
+
+    crop = cfg.model.crop_size
+    scale = cfg.data.scale or (4 * crop, crop)
+    return MMSegTrainTransform(
+        scale=tuple(scale),  # type: ignore[arg-type]
+        ratio_range=tuple(cfg.data.ratio_range),  # type: ignore[arg-type]
+        crop_size=(crop, crop),
+        cat_max_ratio=cfg.data.cat_max_ratio,
+        flip_prob=cfg.data.flip_prob,
+        photometric=cfg.data.photometric,
+    )
+
+
+def _build_model(model_cfg: CLIPZSSConfig) -> Any:
+    from .._registry import create_clipzss
+
+    try:
+        return create_clipzss(model_cfg)
+    except RuntimeError as err:
+        if "pretrained" not in str(err) and "weights" not in str(err):
+            raise
+        # Missing CLIP / timm weights offline: the user fixes it with a flag, so no traceback.
+        raise UsageError(
+            f"{err}\n(give local files with --teacher-pretrained PATH / --student-pretrained PATH, or 'none' for "
+            "random weights)"
+        ) from err
+
+
+def _export(model: Any, path: Path, benchmark: str) -> Path:
+    from ovcore.train import atomic_save
+
+    payload = model.export_inference_state_dict()
+    # An extra key (ZeroShotSegmenter ignores it): clipzss-eval's default benchmark.
+    payload["benchmark"] = benchmark
+    return atomic_save(payload, path)
+
+
+def _evaluate_fn(cfg: ClipZSSTrainConfig, val_set: Any) -> Callable[[Any, int], dict[str, Any]]:
+    from ovcore.evaluate import evaluate
+
+    bench = get_benchmark(cfg.benchmark)
+    split = bench.split()
+    names = bench.class_names()
+
+    def run_eval(model: Any, iteration: int) -> dict[str, Any]:
+        import torch.distributed as dist
+
+        device = model.student_mean.device
+        results = evaluate(
+            model.predict,
+            val_set,
+            num_classes=len(names),
+            class_names=names,
+            batch_size=cfg.data.eval_batch_size,
+            device=device,
+            seen_classes=split.seen,
+            unseen_classes=split.unseen,
+            progress=cfg.progress,
+            num_workers=cfg.data.eval_num_workers,
+            distributed=cfg.eval_all_ranks and dist.is_available() and dist.is_initialized(),
+            ignore_index=bench.ignore_index(),
+            iou_convention="mmseg",
+        )
+        summary = {k: results.get(k) for k in ("pAcc", "mIoU_seen", "mIoU_unseen", "hIoU", "mIoU", "images_per_s")}
+        logger.info("iteration %d, %s val: %s", iteration, bench.name, json_safe(summary))
+        return json_safe({"benchmark": bench.name, **results})
+
+    return run_eval
+
+
+def run(cfg: ClipZSSTrainConfig) -> Any:
+    """Train with a parsed config; returns the engine's :class:`ovcore.train.TrainResult`.
+
+    Raises:
+        UsageError: bad paths or names (a missing dataset root, missing weight files, offline weights).
+    """
+    from torch.utils.data import Subset
+
+    from ovcore.data import collate_samples
+    from ovcore.train import is_main_process, train
+
+    bench = get_benchmark(cfg.benchmark)
+    root = check_data_root(cfg.data.root, "--data.root")
+    if cfg.data.val_max_images is not None and cfg.data.val_max_images < 1:
+        raise UsageError(f"--data.val-max-images must be >= 1, got {cfg.data.val_max_images}")
+    cfg = copy.deepcopy(cfg)
+    cfg.model = _resolve_weights(cfg)
+    _check_vocabulary(cfg)
+    try:
+        compact = cfg.model.label_ids == "compact"
+        train_set = bench.build(root, "train", _train_transform(cfg), compact_seen=compact)
+        val_set = bench.build(root, "val", test_transform(cfg.model.crop_size, cfg.data.test_short_side))
+    except FileNotFoundError as err:
+        raise UsageError(f"--data.root {root}: {err}") from err
+    if cfg.data.val_max_images is not None and len(val_set) > cfg.data.val_max_images:
+        val_set = Subset(val_set, range(cfg.data.val_max_images))
+
+    out = Path(cfg.output_dir)
+    inference_path = out / "checkpoints" / INFERENCE_NAME
+    holder: list[Any] = []
+
+    def factory() -> Any:
+        holder.append(_build_model(cfg.model))
+        return holder[0]
+
+    def on_step(iteration: int, losses: Any) -> None:
+        # Refresh the inference checkpoint with every training checkpoint (the final one is written after train()).
+        if cfg.checkpoint_every and iteration % cfg.checkpoint_every == 0 and iteration < cfg.max_iters:
+            if is_main_process():
+                _export(holder[0], inference_path, cfg.benchmark)
+
+    result = train(
+        cfg,
+        factory,
+        train_set,
+        evaluate_fn=_evaluate_fn(cfg, val_set),
+        collate_fn=collate_samples,
+        step_callback=on_step,
+    )
+    # train() has left the process group: RANK (set by torchrun) tells which process writes the file.
+    if int(os.environ.get("RANK", "0")) == 0:
+        _export(holder[0], inference_path, cfg.benchmark)
+        final = result.eval_results.get(result.iteration)
+        if final is not None:
+            sys.stdout.write(format_table([final]) + "\n")
+        sys.stdout.write(
+            f"training checkpoint: {result.checkpoint}\ninference checkpoint: {inference_path}\n"
+            f"evaluate: clipzss-eval --checkpoint {inference_path} --data-root {root}\n"
+        )
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console script ``clipzss-train`` (returns None: a console script's return value becomes its exit status)."""
+    setup_logging()
+    run_main(PROG, lambda: run(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,476 @@
+"""The CLIP-ZSS training wrapper (paper Fig. 2): student + frozen CLIP teacher + GLM + PLM + synthesizer + losses.
+
+Model contract (contracts.md): ``model(batch)`` returns a dict of named scalar losses, ``model.predict(images)``
+per-class scores, ``model.set_vocabulary(names)`` switches the class list, ``model.param_groups(...)`` gives the
+AdamW groups. The teacher lives outside the module tree: it is in neither ``state_dict()`` nor ``parameters()``
+(so neither checkpoints nor DDP nor the optimizer see it), and ``.to()`` still moves it (``_apply`` override).
+``export_inference_state_dict()`` writes what :class:`clipzss.segmenter.ZeroShotSegmenter` needs: the student and
+the text embeddings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import CLIPZSSConfig, config_to_dict
+from .glm import GlobalLearningModule
+from .losses import bce_prototype_loss, ce_loss, classifier_logits, nel_loss
+from .pseudo_labels import PseudoLabeler, PseudoLabels
+from .segmenter import (
+    INFERENCE_FORMAT,
+    ZeroShotSegmenter,
+    normalize_images,
+    slide_stride,
+    sliding_window,
+    text_logits,
+)
+from .students import Student, student_config_for_crop
+from .synthesizer import Synthesizer, label_centroids
+from .teacher import CLIPTeacher
+
+__all__ = ["CLIPZSS", "infer_pad_mask", "resolve_vocabulary", "seen_label_lut"]
+
+
+def resolve_vocabulary(cfg: CLIPZSSConfig) -> tuple[list[str], list[int]]:
+    """Class names (dataset order) and seen ids: from ``cfg.dataset`` via ovcore.data, else from the config.
+
+    Raises:
+        ValueError: no vocabulary, or seen ids out of range.
+    """
+    if cfg.dataset is not None:
+        from ovcore.data import get_zeroshot_split
+
+        split = get_zeroshot_split(cfg.dataset)
+        names = list(cfg.class_names) or list(split.class_names)
+        seen = list(cfg.seen_classes) or list(split.seen)
+    else:
+        names, seen = list(cfg.class_names), list(cfg.seen_classes)
+    if not names:
+        raise ValueError("CLIP-ZSS needs a vocabulary: set cfg.dataset or cfg.class_names / cfg.seen_classes")
+    if not seen:
+        raise ValueError("CLIP-ZSS needs at least one seen class (cfg.seen_classes)")
+    if len(set(seen)) != len(seen) or min(seen) < 0 or max(seen) >= len(names):
+        raise ValueError(f"seen_classes must be distinct ids in [0, {len(names)}), got {seen}")
+    return names, seen
+
+
+def seen_label_lut(seen_ids: Sequence[int], ignore_index: int = 255, size: int = 256) -> torch.Tensor:
+    """ZegCLIP's label lookup table: dataset id ``seen_ids[i]`` -> ``i``, every other id -> ``ignore_index``.
+
+    Args:
+        seen_ids: Dataset ids of the seen classes (compact order).
+        ignore_index: Ignore label.
+        size: Table length (labels are < 256 for every zero-shot dataset).
+    """
+    lut = torch.full((size,), ignore_index, dtype=torch.long)
+    for compact, dataset_id in enumerate(seen_ids):
+        if not 0 <= dataset_id < size:
+            raise ValueError(f"seen class id {dataset_id} outside the label table [0, {size})")
+        lut[dataset_id] = compact
+    return lut
+
+
+def compact_with_lut(label: torch.Tensor, lut: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+    """Apply :func:`seen_label_lut`; ids outside the table become ``ignore_index``."""
+    inside = (label >= 0) & (label < lut.numel())
+    return torch.where(inside, lut[label.clamp(0, lut.numel() - 1).long()], lut.new_tensor(ignore_index))
+
+
+def infer_pad_mask(images: torch.Tensor, label: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+    """Crop padding of mmseg's Pad (bottom/right, image 0, label ignore): trailing all-black, all-ignore rows/columns.
+
+    Args:
+        images: uint8 (B, 3, H, W).
+        label: (B, H, W).
+        ignore_index: Label padding value.
+
+    Returns:
+        (B, H, W) bool.
+    """
+    empty = (images == 0).all(1) & (label == ignore_index)
+    rows = empty.all(2)  # (B, H)
+    cols = empty.all(1)  # (B, W)
+    # Keep only the trailing run: a suffix of True values.
+    rows = rows.flip(1).long().cumprod(1).flip(1).bool()
+    cols = cols.flip(1).long().cumprod(1).flip(1).bool()
+    return rows[:, :, None] | cols[:, None, :]
+
+
+class CLIPZSS(nn.Module):
+    """CLIP-ZSS training wrapper.
+
+    Args:
+        cfg: The config.
+        teacher: A prebuilt teacher (tests); default builds ``cfg.teacher`` at ``cfg.crop_size``.
+    """
+
+    def __init__(self, cfg: CLIPZSSConfig, *, teacher: CLIPTeacher | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.class_names_all, self.seen_ids = resolve_vocabulary(cfg)
+        self.seen_names = [self.class_names_all[i] for i in self.seen_ids]
+        teacher = teacher if teacher is not None else CLIPTeacher(cfg.teacher, cfg.crop_size)
+        # A list hides the teacher from the module tree (state_dict, parameters, DDP); _apply still moves it.
+        self._teacher_box: list[CLIPTeacher] = [teacher]
+        self.embed_dim = teacher.embed_dim
+        self.student = Student(student_config_for_crop(cfg.student, cfg.crop_size), self.embed_dim)
+        self.glm = GlobalLearningModule(cfg.glm)
+        self.synthesizer = Synthesizer(self.embed_dim, cfg.synthesizer)
+        self.pseudo_labeler = PseudoLabeler(cfg.plm, cfg.loss.ignore_index)
+        log_alpha = torch.tensor(math.log(cfg.loss.alpha_init))
+        if cfg.loss.learnable_alpha:
+            self.log_alpha = nn.Parameter(log_alpha)
+        else:
+            self.register_buffer("log_alpha", log_alpha)
+        self.bce_log_scale = nn.Parameter(torch.tensor(math.log(cfg.loss.bce_scale_init)))
+        self.bce_bias = nn.Parameter(torch.tensor(float(cfg.loss.bce_bias_init)))
+
+        self.register_buffer("student_mean", torch.tensor(self.student.mean), persistent=False)
+        self.register_buffer("student_std", torch.tensor(self.student.std), persistent=False)
+        self.register_buffer("teacher_mean", torch.tensor(teacher.mean), persistent=False)
+        self.register_buffer("teacher_std", torch.tensor(teacher.std), persistent=False)
+        self.register_buffer("label_lut", seen_label_lut(self.seen_ids, cfg.loss.ignore_index), persistent=False)
+
+        self.templates = self._templates()
+        self.register_buffer(
+            "seen_text", teacher.encode_classes(self.seen_names, self.templates).cpu(), persistent=False
+        )
+        self.register_buffer("text_embeddings", torch.zeros(0, self.embed_dim), persistent=False)
+        self.register_buffer("seen_mask", torch.zeros(0, dtype=torch.bool), persistent=False)
+        self.class_names: list[str] = []
+        self._text_cache: dict[str, torch.Tensor] = {}
+        self.set_vocabulary(self.class_names_all)
+        self.last_stats: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def teacher(self) -> CLIPTeacher:
+        """The frozen teacher (not a registered submodule)."""
+        return self._teacher_box[0]
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> CLIPZSS:
+        super()._apply(fn, recurse)
+        self._teacher_box[0]._apply(fn, recurse)
+        return self
+
+    def train(self, mode: bool = True) -> CLIPZSS:
+        super().train(mode)
+        self.teacher.train(False)
+        return self
+
+    def _templates(self) -> list[str]:
+        from ovcore.text import get_templates
+
+        return list(get_templates(self.cfg.teacher.templates))
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """Eq. 7 alpha (learnable, clamped to ``alpha_max``)."""
+        return self.log_alpha.exp().clamp(max=self.cfg.loss.alpha_max)
+
+    @property
+    def num_seen(self) -> int:
+        return len(self.seen_ids)
+
+    # ------------------------------------------------------------------ vocabulary
+
+    @torch.no_grad()
+    def set_vocabulary(self, class_names: Sequence[str]) -> None:
+        """Switch the inference class list (text embeddings from the teacher's text tower, cached per name).
+
+        Args:
+            class_names: T names; the seen calibration applies to those among the training seen names.
+        """
+        names = list(class_names)
+        if not names:
+            raise ValueError("empty vocabulary")
+        missing = [n for n in dict.fromkeys(names) if n not in self._text_cache]
+        if missing:
+            emb = self.teacher.encode_classes(missing, self.templates).cpu()
+            self._text_cache.update(zip(missing, emb, strict=False))
+        dev = self.seen_text.device
+        self.text_embeddings = torch.stack([self._text_cache[n] for n in names]).to(dev)
+        seen = set(self.seen_names)
+        self.seen_mask = torch.tensor([n in seen for n in names], dtype=torch.bool, device=dev)
+        self.class_names = names
+
+    # ------------------------------------------------------------------ inputs
+
+    def _inputs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Student input and teacher input (uint8, or float normalised with the student's mean/std)."""
+        student_x = normalize_images(images, self.student_mean, self.student_std)
+        if self.cfg.teacher.normalization == "student":
+            return student_x, student_x
+        unit = student_x * self.student_std.view(1, 3, 1, 1) + self.student_mean.view(1, 3, 1, 1)
+        teacher_x = (unit - self.teacher_mean.view(1, 3, 1, 1)) / self.teacher_std.view(1, 3, 1, 1)
+        return student_x, teacher_x
+
+    def compact_labels(self, label: torch.Tensor) -> torch.Tensor:
+        """Dataset ids -> compact seen ids ``0..Ns-1``; everything else (unseen, ignore) -> ignore.
+
+        With ``cfg.label_ids == "compact"`` the labels are compact already; out-of-range ids become ignore.
+        """
+        ignore = self.cfg.loss.ignore_index
+        if self.cfg.label_ids == "compact":
+            return torch.where((label >= 0) & (label < self.num_seen), label.long(), label.new_tensor(ignore).long())
+        return compact_with_lut(label, self.label_lut, ignore)
+
+    # ------------------------------------------------------------------ training
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Training losses (Eq. 8).
+
+        Args:
+            batch: ``{"image": uint8 or normalised float (B, 3, H, W), "label": int64 (B, H, W) in dataset ids with
+                unseen already ignore, optional "pad_mask": bool (B, H, W)}``.
+
+        Returns:
+            ``{"loss_global", "loss_nel", "loss_ce", "loss_bce"}``, each already multiplied by its weight.
+        """
+        cfg, lcfg = self.cfg, self.cfg.loss
+        images, label = batch["image"], batch["label"]
+        if label.ndim != 3 or label.shape[0] != images.shape[0] or label.shape[-2:] != images.shape[-2:]:
+            raise ValueError(f"label {tuple(label.shape)} does not match images {tuple(images.shape)}")
+        dev = self.student_mean.device
+        images, label = images.to(dev), label.to(dev)
+        pad = batch.get("pad_mask")
+        if pad is None and cfg.infer_pad_mask and images.dtype == torch.uint8:
+            pad = infer_pad_mask(images, label, lcfg.ignore_index)
+        pad = pad.to(dev).bool() if pad is not None else None
+
+        student_x, teacher_x = self._inputs(images)
+        cls, dense = self.teacher(teacher_x)
+        feats = self.student(student_x)
+        compact = self.compact_labels(label)
+        pl = self.pseudo_labeler(dense, compact, self.num_seen, pad)
+
+        # Synthesizer keys/values: unit CLS tokens (the bank stores unit tokens too, so both share one scale); read
+        # before the GLM enqueues this batch.
+        memory = F.normalize(cls, dim=-1)
+        if cfg.synthesizer.memory == "batch+bank":
+            bank = self.glm.bank.tokens(device=cls.device)
+            if bank is not None:
+                memory = torch.cat([memory, bank.to(memory.dtype)], 0)
+        loss_global = self.glm(feats, cls)
+        target = pl.fused
+        if lcfg.loss_resolution == "feature":
+            target = F.interpolate(target[:, None].float(), size=feats.shape[-2:], mode="nearest")[:, 0].long()
+        num_labels = self.num_seen + pl.num_pseudo
+        cents, present = label_centroids(feats, target, num_labels, lcfg.ignore_index)
+        ids = present.nonzero()[:, 0]
+        protos = self.synthesizer(cents[ids], memory)
+        is_seen = ids < self.num_seen
+        seen_protos, seen_ids = protos[is_seen], ids[is_seen]
+        # Every pseudo id 0..K-1 owns pixels by construction, so the pseudo rows come in id order.
+        pseudo_protos = protos[~is_seen]
+        if pseudo_protos.shape[0] != pl.num_pseudo:
+            raise RuntimeError("internal: a pseudo class has no pixel at the loss resolution")
+
+        logits = classifier_logits(
+            feats, self.seen_text, self.alpha, pseudo_protos, lcfg.beta, normalize_features=lcfg.normalize_features
+        )
+        if lcfg.loss_resolution == "label":
+            logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        loss_ce = ce_loss(logits, target, lcfg.ignore_index)
+        loss_nel = nel_loss(
+            logits,
+            target,
+            ignore_index=lcfg.ignore_index,
+            focal_alpha=lcfg.nel_focal_alpha,
+            focal_gamma=lcfg.nel_focal_gamma,
+            focal_weight=lcfg.nel_focal_weight,
+            dice_weight=lcfg.nel_dice_weight,
+        )
+        loss_bce = bce_prototype_loss(
+            seen_protos, seen_ids, self.seen_text, self.bce_log_scale.exp(), self.bce_bias, lcfg.bce_mode
+        )
+        # DDP (find_unused_parameters=False) needs every trainable parameter in the graph each step, also when a
+        # batch has no seen prototype or no label at all: a zero that touches the training-only modules.
+        loss_bce = loss_bce + 0.0 * self._training_modules_guard()
+        self._record(pl)
+        return {
+            "loss_global": lcfg.weight_global * loss_global,
+            "loss_nel": lcfg.weight_nel * loss_nel,
+            "loss_ce": lcfg.weight_ce * loss_ce,
+            "loss_bce": lcfg.weight_bce * loss_bce,
+        }
+
+    def _training_modules_guard(self) -> torch.Tensor:
+        params = [self.bce_log_scale, self.bce_bias, *self.synthesizer.parameters()]
+        if isinstance(self.log_alpha, nn.Parameter):
+            params.append(self.log_alpha)
+        return sum(p.reshape(-1)[:1].sum() for p in params)
+
+    def _record(self, pl: PseudoLabels) -> None:
+        self.last_stats = {
+            "num_pseudo": float(pl.num_pseudo),
+            "seeds_per_image": float(pl.num_seeds.float().mean()),
+            "clusters_per_image": float(pl.num_clusters.float().mean()),
+            "alpha": float(self.alpha.detach()),
+        }
+
+    @torch.no_grad()
+    def pseudo_labels(self, batch: dict[str, Any]) -> PseudoLabels:
+        """The PLM output for a batch (for inspection / visualisation)."""
+        dev = self.student_mean.device
+        images, label = batch["image"].to(dev), batch["label"].to(dev)
+        pad = batch.get("pad_mask")
+        if pad is None and self.cfg.infer_pad_mask and images.dtype == torch.uint8:
+            pad = infer_pad_mask(images, label, self.cfg.loss.ignore_index)
+        _, teacher_x = self._inputs(images)
+        _, dense = self.teacher(teacher_x)
+        return self.pseudo_labeler(dense, self.compact_labels(label), self.num_seen, pad)
+
+    # ------------------------------------------------------------------ inference
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        logits = text_logits(
+            self.student(x),
+            self.text_embeddings,
+            self.alpha,
+            seen_mask=self.seen_mask,
+            calibration=self.cfg.seen_calibration,
+            normalize_features=self.cfg.loss.normalize_features,
+        )
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, *, mode: str | None = None) -> torch.Tensor:
+        """Per-class scores with the student only (the teacher is not run).
+
+        Args:
+            images: uint8 (B, 3, H, W) (or float normalised with the student's mean/std).
+            mode: "whole" or "slide"; default ``cfg.test_mode``.
+
+        Returns:
+            (B, T, H, W) logits over the current vocabulary.
+        """
+        x = normalize_images(images.to(self.student_mean.device), self.student_mean, self.student_std)
+        mode = mode or self.cfg.test_mode
+        if mode == "whole":
+            return self._logits(x)
+        if mode == "slide":
+            crop = self.cfg.crop_size
+            return sliding_window(self._logits, x, self.text_embeddings.shape[0], crop, slide_stride(crop))
+        raise ValueError(f"unknown test mode {mode!r} (expected 'whole' or 'slide')")
+
+    # ------------------------------------------------------------------ optimisation
+
+    def param_groups(
+        self,
+        base_lr: Any = None,
+        weight_decay: float | None = None,
+        *,
+        backbone_lr_mult: float | None = None,
+        head_lr_mult: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """AdamW parameter groups: backbone / head (+ training-only modules) x decay / no decay.
+
+        No weight decay for normalisation layers, other 1-D parameters (biases, alpha, BCE scale/bias) and
+        positional embeddings / relative-position tables (``cfg.no_decay_names``), as mmseg's Swin/SegFormer recipes.
+
+        Args:
+            base_lr: Base learning rate, or an ``ovcore.train.OptimConfig`` (the engine's call ``param_groups(cfg)``,
+                whose ``lr`` and ``weight_decay`` are used).
+            weight_decay: Weight decay (default: the OptimConfig's, else 0.01).
+            backbone_lr_mult: Backbone multiplier (default ``cfg.backbone_lr_mult``).
+            head_lr_mult: Head multiplier (default ``cfg.head_lr_mult``).
+
+        Returns:
+            Groups with ``params``, ``lr``, ``lr_mult``, ``weight_decay`` and ``name``.
+        """
+        if base_lr is not None and not isinstance(base_lr, (int, float)):
+            optim_cfg = base_lr
+            base_lr = float(optim_cfg.lr)
+            weight_decay = float(optim_cfg.weight_decay) if weight_decay is None else weight_decay
+        base_lr = 6e-5 if base_lr is None else float(base_lr)
+        weight_decay = 0.01 if weight_decay is None else float(weight_decay)
+        mults = {
+            "backbone": self.cfg.backbone_lr_mult if backbone_lr_mult is None else backbone_lr_mult,
+            "head": self.cfg.head_lr_mult if head_lr_mult is None else head_lr_mult,
+        }
+        norm_types = (
+            nn.modules.batchnorm._BatchNorm,
+            nn.GroupNorm,
+            nn.LayerNorm,
+            nn.modules.instancenorm._InstanceNorm,
+        )
+        buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
+        seen: set[int] = set()
+        for module_name, module in self.named_modules():
+            for pname, param in module.named_parameters(recurse=False):
+                if not param.requires_grad or id(param) in seen:
+                    continue
+                seen.add(id(param))
+                name = f"{module_name}.{pname}" if module_name else pname
+                part = "backbone" if name.startswith("student.backbone.") else "head"
+                no_decay = (
+                    isinstance(module, norm_types)
+                    or param.ndim <= 1
+                    or any(key in name for key in self.cfg.no_decay_names)
+                )
+                buckets.setdefault((part, no_decay), []).append(param)
+        groups = []
+        for (part, no_decay), params in sorted(buckets.items()):
+            mult = float(mults[part])
+            groups.append(
+                {
+                    "name": f"{part}_{'no_decay' if no_decay else 'decay'}",
+                    "params": params,
+                    "lr": base_lr * mult,
+                    "lr_mult": mult,
+                    "weight_decay": 0.0 if no_decay else weight_decay,
+                }
+            )
+        return groups
+
+    # ------------------------------------------------------------------ export
+
+    def export_inference_state_dict(self, *, include_text_tower: bool | None = None) -> dict[str, Any]:
+        """What :class:`ZeroShotSegmenter` needs: config, student weights, alpha, the vocabulary's text embeddings.
+
+        The teacher's image tower is never included. ``include_text_tower`` adds the CLIP text weights so new class
+        names can be encoded at test time without the original CLIP file; the default includes them only when the
+        teacher was randomly initialised (its weights cannot be re-created from a tag or a path).
+
+        Returns:
+            A dict of tensors and builtins (``torch.save`` it; it loads with ``weights_only=True``).
+        """
+        teacher_cfg = self.cfg.teacher
+        if include_text_tower is None:
+            include_text_tower = teacher_cfg.pretrained is None
+        names = list(dict.fromkeys(self.class_names_all + self.class_names))
+        emb = torch.stack([self._text_cache[n] for n in names]).float().cpu()
+        text_encoder: dict[str, Any] = {
+            "model_name": teacher_cfg.model_name,
+            "pretrained": None if teacher_cfg.pretrained is None else str(teacher_cfg.pretrained),
+            "cache_dir": teacher_cfg.cache_dir,
+            "quick_gelu": self.teacher.quick_gelu,
+            "templates": list(self.templates),
+        }
+        if include_text_tower:
+            text_encoder["state_dict"] = self.teacher.text_weights()
+        return {
+            "format": INFERENCE_FORMAT,
+            "config": config_to_dict(self.cfg),
+            "embed_dim": self.embed_dim,
+            "student": {k: v.detach().cpu() for k, v in self.student.state_dict().items()},
+            "logit_scale": float(self.alpha.detach()),
+            "class_names": names,
+            "text_embeddings": emb,
+            "seen_class_names": list(self.seen_names),
+            "text_encoder": text_encoder,
+        }
+
+    def to_segmenter(self) -> ZeroShotSegmenter:
+        """A :class:`ZeroShotSegmenter` with this model's student (a copy) and current vocabulary."""
+        seg = ZeroShotSegmenter.from_checkpoint(self.export_inference_state_dict())
+        seg.set_vocabulary(self.class_names)
+        return seg.to(self.student_mean.device)

@@ -1,0 +1,73 @@
+"""Preset registry (timm's `register_model` / `list_models` / `create_model` pattern)."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sed.model import SED
+
+__all__ = ["register_sed", "list_presets", "create_sed", "is_preset"]
+
+_PRESETS: dict[str, Callable[..., SED]] = {}
+
+
+def register_sed(fn: Callable[..., SED]) -> Callable[..., SED]:
+    """Decorator: register a preset entry point under its function name."""
+    name = fn.__name__
+    if name in _PRESETS:
+        raise ValueError(f"SED preset {name!r} is already registered")
+    _PRESETS[name] = fn
+    return fn
+
+
+def list_presets(pattern: str = "*") -> list[str]:
+    """Sorted names of the registered presets matching an fnmatch `pattern` (e.g. ``"sed_convnext_*"``)."""
+    _ensure_presets()
+    return sorted(n for n in _PRESETS if fnmatch.fnmatchcase(n, pattern))
+
+
+def is_preset(name: str) -> bool:
+    _ensure_presets()
+    return name in _PRESETS
+
+
+def create_sed(
+    name: str,
+    pretrained_clip: bool | str | os.PathLike | None = True,
+    checkpoint: str | os.PathLike | dict | None = None,
+    *,
+    device: str | Any = "cpu",
+    class_names: list[str] | None = None,
+    **overrides: Any,
+) -> SED:
+    """Build a SED preset.
+
+    Args:
+        name: a registered preset (see `list_presets`).
+        pretrained_clip: True for the preset's open_clip tag (random init when the preset has none), None/False for
+            random CLIP weights, or an explicit tag / local CLIP checkpoint. Ignored (no CLIP download) when
+            `checkpoint` provides the whole model.
+        checkpoint: a full SED checkpoint: the official detectron2 ``.pth`` (converted on the fly), a file saved from
+            this package (``.pth`` / ``.safetensors``), or a state dict.
+        device: where to build; ``"meta"`` builds shapes only (random init, no vocabulary).
+        class_names: optional vocabulary to encode right away (otherwise the preset's, lazily).
+        **overrides: `SEDConfig` fields to change (e.g. ``input_size=512``, ``cer_topk=8``).
+
+    Raises:
+        ValueError: unknown preset (the message lists them) or unknown override.
+    """
+    _ensure_presets()
+    if name not in _PRESETS:
+        raise ValueError(f"unknown SED preset {name!r}; available presets: {list_presets()}")
+    return _PRESETS[name](
+        pretrained_clip=pretrained_clip, checkpoint=checkpoint, device=device, class_names=class_names, **overrides
+    )
+
+
+def _ensure_presets() -> None:
+    # The preset module registers on import; importing it here keeps `sed._registry` importable on its own.
+    import sed.presets  # noqa: F401

@@ -1,0 +1,194 @@
+"""``sed-eval``: the six benchmarks of the official ``eval.sh`` (or any registered dataset), with or without CER.
+
+    sed-eval --checkpoint runs/sed_b/checkpoints/ckpt_0080000.pt                   # all six, plain decoder
+    sed-eval --official-checkpoint sed_model_base.pth --benchmarks a150 pc59 --topk 8   # SED-fast
+    torchrun --nproc-per-node 4 -m sed.cli.eval --checkpoint ... --benchmarks all  # images sharded over 4 GPUs
+
+Protocol (spec §7, Appendix B): short side 640 (SEDTestTransform), the model's own warp to 768, class-attention
+pooling 1 (eval.sh's ``POOLING_SIZES [1,1]``), probabilities resized to the label size, argmax, detectron2 IoU
+convention; PAS-20b predicts over 59 names and counts ids >= 20 as background. Prints a table of mIoU and ms per
+image and writes ``<output-dir>/<benchmark>[_cer<k>].json`` per benchmark plus ``summary[_cer<k>].json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import tyro
+
+from sed.cli._common import (
+    BENCHMARKS,
+    build_split,
+    eval_protocol,
+    eval_transform,
+    evaluate_model,
+    fmt,
+    load_model,
+    resolve_benchmarks,
+    run_cli,
+    say,
+    set_inference_options,
+    setup_logging,
+    write_json,
+)
+
+__all__ = ["EvalConfig", "main"]
+
+_SHORT = " ".join(f"{k} ({t}: {d})" for k, (d, t) in BENCHMARKS.items())
+
+
+@dataclass
+class EvalConfig:
+    """Evaluate SED on the open-vocabulary benchmarks of the official eval.sh (mIoU, ms per image)."""
+
+    benchmarks: Annotated[
+        tuple[str, ...],
+        tyro.conf.arg(
+            aliases=("--dataset",),
+            help=f"Benchmarks by short name: {_SHORT}; 'all' for the six; or any ovcore.data dataset name (e.g. "
+            "coco_stuff_171, demo). --dataset is an alias.",
+        ),
+    ] = ("all",)
+
+    checkpoint: str | None = None
+    """Weights: a sed-train checkpoint (ckpt_*.pt), a plain or sed-convert state dict (.pth / .safetensors)."""
+
+    official_checkpoint: str | None = None
+    """Weights: an official SED release (.pth, detectron2 layout), run through the converter (variant inferred)."""
+
+    preset: str | None = None
+    """SED preset (sed.list_presets()); default: read from the checkpoint. E.g. sed_convnext_l_768."""
+
+    random_weights: bool = False
+    """Evaluate without a checkpoint (untrained decoder): a pipeline / speed check only."""
+
+    pretrained_clip: str | None = None
+    """With --random-weights: CLIP tag or local file (default: random CLIP)."""
+
+    data_root: str | None = None
+    """Dataset root holding the prepared benchmarks (default: $DETECTRON2_DATASETS or ./datasets)."""
+
+    split: str = "val"
+    """Split to evaluate."""
+
+    topk: int | None = None
+    """Category early rejection: keep the top-k classes per pixel (eval.sh's fast version: 8); 0 turns it off;
+    default the preset's (off; 8 for the _fast presets)."""
+
+    pooling: int = 1
+    """Class-attention pooling at evaluation (eval.sh: 1; training uses 2)."""
+
+    test_short_side: int | None = None
+    """Test resize of the short side (default the preset's: 640, long side <= 2560); 0 keeps the original size."""
+
+    max_images: int | None = None
+    """Evaluate only the first N images of each benchmark (a quick check; not comparable with the paper)."""
+
+    output_dir: str = "runs/sed_eval"
+    """Folder for the per-benchmark results JSON and summary JSON."""
+
+    device: str = "auto"
+    """'auto' (cuda:LOCAL_RANK when CUDA is available, else cpu), 'cpu' or 'cuda'."""
+
+    num_workers: int = 2
+    """DataLoader workers reading and resizing images."""
+
+    warmup: int = 2
+    """Leading images per benchmark left out of the timing."""
+
+    progress: bool = True
+    """Show a progress bar."""
+
+    text_cache_dir: str | None = None
+    """On-disk cache of text embeddings (default $OVCORE_CACHE_DIR/text_embeddings or ~/.cache/ovcore/...)."""
+
+
+def _limit(dataset: Any, n: int | None) -> Any:
+    if n is None:
+        return dataset
+    if n < 1:
+        raise ValueError(f"--max-images must be >= 1, got {n}")
+    from torch.utils.data import Subset
+
+    return Subset(dataset, range(min(n, len(dataset))))
+
+
+def run(cfg: EvalConfig) -> dict[str, dict[str, Any]]:
+    """Body of ``sed-eval``; returns the results per benchmark key."""
+    from ovcore.train import cleanup, init_distributed
+
+    benchmarks = resolve_benchmarks(cfg.benchmarks, "--benchmarks")
+    info = init_distributed(cfg.device, "auto")
+    try:
+        model, what = load_model(
+            preset=cfg.preset,
+            checkpoint=cfg.checkpoint,
+            official_checkpoint=cfg.official_checkpoint,
+            pretrained_clip=cfg.pretrained_clip,
+            random_weights=cfg.random_weights,
+            device=info.device,
+            text_cache_dir=cfg.text_cache_dir,
+        )
+        topk = set_inference_options(model, topk=cfg.topk, pooling=cfg.pooling, test_short_side=cfg.test_short_side)
+        suffix = f"_cer{topk}" if topk else ""
+        out = Path(cfg.output_dir)
+        if info.is_main:
+            say(f"sed-eval: {what}")
+            say(f"  CER {'top-' + str(topk) if topk else 'off'}, pooling {cfg.pooling}, test short side "
+                f"{model.cfg.test_short_side or 'original'}, {info.world_size} process(es) on {info.device}")
+        all_results: dict[str, dict[str, Any]] = {}
+        for bench in benchmarks:
+            protocol = eval_protocol(bench.dataset)
+            dataset = build_split(bench.dataset, cfg.data_root, cfg.split, eval_transform(model))
+            dataset = _limit(dataset, cfg.max_images)
+            if info.is_main:
+                say(f"{bench.title}: {len(dataset)} images, {len(protocol.vocabulary)} class names")
+            results = evaluate_model(
+                model, dataset, protocol, topk=topk, device=info.device, progress=cfg.progress and info.is_main,
+                distributed=info.world_size > 1, warmup=cfg.warmup, num_workers=cfg.num_workers,
+            )
+            results.update(benchmark=bench.title, weights=what, pooling=cfg.pooling, split=cfg.split)
+            if info.is_main:
+                write_json(out / f"{bench.key}{suffix}.json", results)
+            all_results[bench.key] = results
+        if info.is_main:
+            _report(benchmarks, all_results, out, suffix, topk)
+        return all_results
+    finally:
+        cleanup(info)
+
+
+def _report(benchmarks: Sequence[Any], results: dict[str, dict[str, Any]], out: Path, suffix: str,
+            topk: int | None) -> None:
+    rows = [("benchmark", "dataset", "images", "mIoU", "pAcc", "ms/img", "results")]
+    for b in benchmarks:
+        r = results[b.key]
+        rows.append((b.title, b.dataset, str(r["num_images"]), fmt(r["mIoU"]), fmt(r["pAcc"]),
+                     fmt(r["ms_per_image"]), str(out / f"{b.key}{suffix}.json")))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    say("")
+    say(f"SED results ({'CER top-' + str(topk) if topk else 'plain decoder'}, detectron2 IoU convention):")
+    for i, row in enumerate(rows):
+        cells = (c.ljust(w) if j in (0, 1, 6) else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True)))
+        say("  " + "  ".join(cells))
+        if i == 0:
+            say("  " + "  ".join("-" * w for w in widths))
+    summary = {b.key: {k: results[b.key].get(k) for k in ("benchmark", "dataset", "mIoU", "pAcc", "mAcc", "fwIoU",
+                                                          "num_images", "ms_per_image", "images_per_s")}
+               for b in benchmarks}
+    path = write_json(out / f"summary{suffix}.json", {"cer_topk": topk, "benchmarks": summary})
+    say(f"summary: {path}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console script ``sed-eval``."""
+    cfg = tyro.cli(EvalConfig, args=argv, prog="sed-eval")
+    setup_logging()
+    return run_cli(lambda: run(cfg), "sed-eval")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,475 @@
+"""SED gradual fusion decoder (the official `Aggregator`, spec §4) with per-image category early rejection (§5).
+
+Two forward paths compute the same function:
+
+* `Aggregator.forward` with autograd on (training): batched over B*T rows like the official code, except that the
+  skip guidance is never repeated T times: DoubleConv's first conv is linear in its input, so the conv over
+  ``[up, repeat(G), K]`` is split into ``conv_up+K([up, K]) + conv_G(G)`` with the second term computed once per
+  image and broadcast over the classes.
+* the inference path (no grad): per image, classes processed in chunks so that every intermediate stays a few MB
+  (on CPU fresh large buffers cost page faults that dominate the official decoder's run time), channels_last
+  convs, in-place activations, class attention run in chunks of pixels, and the transposed-conv ``up`` folded into
+  the following 3x3 conv (``conv3x3(convT_k2s2(x)) == convT_k4s2p1(x) + bias map``, both linear). Category early
+  rejection (`Aggregator.forward_cer`) uses this path; the cost-guidance chain K1 -> K2 -> K3 and the skip terms are
+  computed only for the classes that survive each stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from ovkernels import depthwise_conv2d
+from torch import nn
+
+from sed._parallel import ChunkRunner
+from sed.cer import scatter_probabilities, select_categories
+from sed.layers import Up
+
+__all__ = ["Aggregator", "fold_up_into_conv"]
+
+_CL = torch.channels_last
+
+
+def fold_up_into_conv(
+    up_weight: torch.Tensor, up_bias: torch.Tensor, conv_weight: torch.Tensor, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fuse ``conv3x3(pad 1, no bias) o convT(k2, s2)`` into one ``convT(k4, s2, pad 1)`` plus a bias map.
+
+    With y = convT_k2s2(x) + b and z = conv3x3(y), output row m takes y rows m-1..m+1, i.e. input rows i with
+    2i + a = m + d (a in {0,1}, d in {-1,0,1}): a 4-tap transposed conv with kernel U[r] = sum_{a-d=r} W_up[a] W[d].
+    The bias b is constant over the upsampled map but the 3x3 conv zero-pads it, hence a per-position map.
+
+    Args:
+        up_weight: (C_in, C_mid, 2, 2) ConvTranspose2d weight.
+        up_bias: (C_mid,) its bias.
+        conv_weight: (C_out, C_mid, 3, 3) the part of DoubleConv's first conv that reads the upsampled channels.
+        size: (H, W) of the upsampled map.
+
+    Returns:
+        (U (C_in, C_out, 4, 4), bias_map (1, C_out, H, W)).
+    """
+    c_in, c_mid = up_weight.shape[:2]
+    c_out = conv_weight.shape[0]
+    fused = up_weight.new_zeros(c_in, c_out, 4, 4)
+    for a in range(2):
+        for b in range(2):
+            for d in range(3):
+                for e in range(3):
+                    # conv tap d reads y[m + d - 1]; r = a - (d - 1) in -1..2 -> kernel index r + 1.
+                    fused[:, :, a - d + 2, b - e + 2] += up_weight[:, :, a, b] @ conv_weight[:, :, d, e].T
+    ones = up_bias.view(1, c_mid, 1, 1).expand(1, c_mid, *size)
+    bias_map = F.conv2d(ones, conv_weight, padding=1)
+    return fused, bias_map
+
+
+class Aggregator(nn.Module):
+    """The SED decoder: cost embedding, three FAM+SFM layers, auxiliary heads and the final head.
+
+    Attribute names match the official `Aggregator` so that `sed.convert` is a prefix swap.
+
+    Args:
+        num_templates: P, the cost-map channels (80 in the released models; also the first cost-guidance input).
+        hidden_dim: width of the cost embedding and of decoder1 (128).
+        decoder_dims: output widths of decoder1..3 (64, 32, 16).
+        guidance_dims: channels of the encoder skip features res4, res3, res2.
+        guidance_proj_dims: skip / cost-guidance widths per layer (32, 16, 8).
+        num_heads: heads of the class-level linear attention.
+        kernel_sizes: depthwise kernel of each layer's ConvNeXt block (9, 9, 9).
+        pooling_train: class-attention average pooling in training mode (official train config: 2).
+        pooling_eval: pooling in eval mode (official eval.sh: 1).
+        layer_scale_init: ConvNeXt `gamma` initial value (official: 1.0).
+        chunk_elems: inference chunk budget in elements of the largest intermediate; None = 2M on CPU (fits
+            the caches better), 64M on accelerators (fewer launches).
+        workers: CPU worker threads of the inference path; None = ``torch.get_num_threads()`` at call time.
+    """
+
+    def __init__(
+        self,
+        num_templates: int = 80,
+        hidden_dim: int = 128,
+        decoder_dims: Sequence[int] = (64, 32, 16),
+        guidance_dims: Sequence[int] = (512, 256, 128),
+        guidance_proj_dims: Sequence[int] = (32, 16, 8),
+        num_heads: int = 4,
+        kernel_sizes: Sequence[int] = (9, 9, 9),
+        pooling_train: int = 2,
+        pooling_eval: int = 1,
+        layer_scale_init: float = 1.0,
+        chunk_elems: int | None = None,
+        workers: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not (len(decoder_dims) == len(guidance_dims) == len(guidance_proj_dims) == len(kernel_sizes) == 3):
+            raise ValueError("the SED decoder has exactly three layers: give three values per per-layer setting")
+        self.num_templates = num_templates
+        self.pooling_train = pooling_train
+        self.pooling_eval = pooling_eval
+        self.chunk_elems = chunk_elems
+        self.workers = workers
+        self.conv1 = nn.Conv2d(num_templates, hidden_dim, kernel_size=7, stride=1, padding=3)
+        self.decoder_guidance_projection = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(g, p, kernel_size=3, stride=1, padding=1), nn.ReLU())
+            for g, p in zip(guidance_dims, guidance_proj_dims)
+        )
+        # The official chain is hard-coded (80, 32, 16): P templates in, then each layer's guidance width.
+        corr_dims = (num_templates, *guidance_proj_dims[:-1])
+        self.decoder_corr_guidance_projection = nn.ModuleList(
+            nn.Sequential(nn.ConvTranspose2d(c, p, kernel_size=2, stride=2), nn.ReLU())
+            for c, p in zip(corr_dims, guidance_proj_dims)
+        )
+        in_dims = (hidden_dim, *decoder_dims[:-1])
+        self.decoder1 = Up(in_dims[0], decoder_dims[0], guidance_proj_dims[0], kernel_sizes[0], num_heads,
+                           layer_scale_init)
+        self.decoder2 = Up(in_dims[1], decoder_dims[1], guidance_proj_dims[1], kernel_sizes[1], num_heads,
+                           layer_scale_init)
+        self.decoder3 = Up(in_dims[2], decoder_dims[2], guidance_proj_dims[2], kernel_sizes[2], num_heads,
+                           layer_scale_init)
+        self.head0 = nn.Conv2d(hidden_dim, 1, kernel_size=3, stride=1, padding=1)
+        self.head1 = nn.Conv2d(decoder_dims[0], 1, kernel_size=3, stride=1, padding=1)
+        self.head2 = nn.Conv2d(decoder_dims[1], 1, kernel_size=3, stride=1, padding=1)
+        self.head = nn.Conv2d(decoder_dims[2], 1, kernel_size=3, stride=1, padding=1)
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    @property
+    def layers(self) -> tuple[Up, Up, Up]:
+        return (self.decoder1, self.decoder2, self.decoder3)
+
+    @property
+    def aux_heads(self) -> tuple[nn.Conv2d, nn.Conv2d, nn.Conv2d]:
+        return (self.head0, self.head1, self.head2)
+
+    @property
+    def pooling(self) -> int:
+        return self.pooling_train if self.training else self.pooling_eval
+
+    def project_guidance(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Skip projections G1..G3 (conv3x3 + ReLU) of the detached res4, res3, res2 features."""
+        if len(features) != 3:
+            raise ValueError(f"expected 3 skip features (res4, res3, res2), got {len(features)}")
+        return [proj(f) for proj, f in zip(self.decoder_guidance_projection, features)]
+
+    def _check_inputs(self, cost: torch.Tensor, features: Sequence[torch.Tensor]) -> None:
+        if cost.dim() != 5:
+            raise ValueError(f"cost map must be (B, P, T, h, w), got shape {tuple(cost.shape)}")
+        if cost.shape[1] != self.num_templates:
+            raise ValueError(
+                f"cost map has {cost.shape[1]} template channels but the decoder was built for P="
+                f"{self.num_templates}; use a template set of that size"
+            )
+        h, w = cost.shape[-2:]
+        for i, f in enumerate(features):
+            if f.shape[0] != cost.shape[0] or tuple(f.shape[-2:]) != (h * 2 ** (i + 1), w * 2 ** (i + 1)):
+                raise ValueError(
+                    f"skip feature {i} has shape {tuple(f.shape)}; expected batch {cost.shape[0]} and spatial size "
+                    f"{(h * 2 ** (i + 1), w * 2 ** (i + 1))} for a {h}x{w} cost map"
+                )
+
+    # ------------------------------------------------------------------------------------- public forwards
+    def forward(
+        self, cost: torch.Tensor, features: Sequence[torch.Tensor], *, with_aux: bool = True
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Full decoder on every class.
+
+        Args:
+            cost: cosine cost map (B, P, T, h, w).
+            features: detached encoder features [res4, res3, res2] at 2x, 4x, 8x the cost-map size.
+            with_aux: also return the auxiliary logits (always computed when autograd is on).
+
+        Returns:
+            (final logits (B, T, 8h, 8w), [aux0 (B, T, h, w), aux1 (B, T, 2h, 2w), aux2 (B, T, 4h, 4w)] or []).
+        """
+        self._check_inputs(cost, features)
+        if torch.is_grad_enabled():
+            return self._forward_autograd(cost, features)
+        outs = [self._infer_image(cost[b], [f[b : b + 1] for f in features], k=None, keep_aux=with_aux)
+                for b in range(cost.shape[0])]
+        logits = torch.stack([o[0] for o in outs])
+        aux = [torch.stack([o[1][i] for o in outs]) for i in range(3)] if with_aux else []
+        return logits, aux
+
+    @torch.no_grad()
+    def forward_cer(
+        self, cost: torch.Tensor, features: Sequence[torch.Tensor], k: int
+    ) -> tuple[torch.Tensor, dict[str, list[list[int]]]]:
+        """Inference with category early rejection, per image.
+
+        Before decoder1, decoder2 and decoder3 the auxiliary head of the previous stage scores the surviving
+        classes; each image keeps the union over its pixels of the per-pixel top-k (`ovkernels`).
+
+        Args:
+            cost: (B, P, T, h, w).
+            features: [res4, res3, res2].
+            k: classes kept per pixel (>= 1); k >= T keeps everything and equals the plain decoder.
+
+        Returns:
+            probs (B, T, 8h, 8w) with rejected classes exactly 0, and stats {"kept": [[T1, T2, T3] per image]}.
+        """
+        self._check_inputs(cost, features)
+        if isinstance(k, bool) or int(k) != k or k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        bsz, _, t = cost.shape[:3]
+        h, w = cost.shape[-2:]
+        probs = cost.new_zeros(bsz, t, 8 * h, 8 * w)
+        kept: list[list[int]] = []
+        for b in range(bsz):
+            logits, _, ids, counts = self._infer_image(cost[b], [f[b : b + 1] for f in features], k=int(k),
+                                                       keep_aux=False)
+            scatter_probabilities(logits, ids, t, out=probs[b])
+            kept.append(counts)
+        return probs, {"kept": kept}
+
+    # ------------------------------------------------------------------------------------- training path
+    def _class_attention(self, layer: Up, x: torch.Tensor, bsz: int, pool: int) -> torch.Tensor:
+        """Official ClassTransformerLayer on (B*T, C, h, w): returns x + Up(transformer(AvgPool(x)))."""
+        bt, c, h, w = x.shape
+        t = bt // bsz
+        xp = F.avg_pool2d(x, pool) if pool > 1 else x
+        hp, wp = xp.shape[-2:]
+        tokens = xp.reshape(bsz, t, c, hp * wp).permute(0, 3, 1, 2).reshape(bsz * hp * wp, t, c)
+        tokens = layer.attention.forward_tokens(tokens)
+        out = tokens.reshape(bsz, hp * wp, t, c).permute(0, 2, 3, 1).reshape(bt, c, hp, wp)
+        if (hp, wp) != (h, w):
+            out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=True)
+        return x + out
+
+    def _forward_autograd(
+        self, cost: torch.Tensor, features: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        bsz, p, t, h, w = cost.shape
+        corr = cost.transpose(1, 2).reshape(bsz * t, p, h, w)
+        x = self.conv1(corr)
+        aux = [self.head0(x.detach())]
+        guidance = self.project_guidance(features)
+        k = corr
+        pool = self.pooling
+        for i, layer in enumerate(self.layers):
+            k = self.decoder_corr_guidance_projection[i](k)
+            x = layer.cnext(x)
+            x = self._class_attention(layer, x, bsz, pool)
+            up = layer.up(x)
+            conv0 = layer.conv.double_conv[0].weight
+            c_up, g = up.shape[1], layer.guidance_channels
+            w_upk = torch.cat([conv0[:, :c_up], conv0[:, c_up + g :]], dim=1)
+            z = F.conv2d(torch.cat([up, k], dim=1), w_upk, padding=1)
+            # Linearity: the conv of the repeated skip guidance is the same map for every class of an image.
+            skip = F.conv2d(guidance[i], conv0[:, c_up : c_up + g], padding=1)
+            z = (z.view(bsz, t, *z.shape[1:]) + skip.unsqueeze(1)).flatten(0, 1)
+            x = layer.conv.double_conv[1:](z)
+            if i < 2:
+                aux.append(self.aux_heads[i + 1](x.detach()))
+        logits = self.head(x)
+        return logits.view(bsz, t, *logits.shape[-2:]), [a.view(bsz, t, *a.shape[-2:]) for a in aux]
+
+    # ------------------------------------------------------------------------------------ inference path
+    def _cost_embed(
+        self, run: ChunkRunner, rows: torch.Tensor, with_head: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """conv1 (and head0) on cost rows (T, P, h, w) -> X0 (T, D, h, w) channels_last, A0 (T, h, w) or None."""
+        t, _, h, w = rows.shape
+        hidden = self.conv1.out_channels
+        x = torch.empty((t, hidden, h, w), dtype=rows.dtype, device=rows.device, memory_format=_CL)
+        a0 = torch.empty((t, h, w), dtype=rows.dtype, device=rows.device) if with_head else None
+
+        def chunk(i: int, j: int) -> None:
+            x[i:j] = self.conv1(rows[i:j].contiguous(memory_format=_CL))
+            if a0 is not None:
+                a0[i:j] = self.head0(x[i:j])[:, 0]
+
+        run.map(chunk, run.split(t, hidden * h * w))
+        return x, a0
+
+    def _head0_kernel(self, taps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """head0 o conv1 restricted to the head taps in `taps` (3x3 0/1): a (1, P, 9, 9) kernel and its bias."""
+        w0 = self.head0.weight * taps
+        # Full convolution of the 7x7 and 3x3 kernels, summed over the 128 hidden channels.
+        kernel = F.conv2d(self.conv1.weight.transpose(0, 1), w0.flip(-1, -2), padding=2).transpose(0, 1)
+        return kernel, (w0[0].sum((1, 2)) * self.conv1.bias).sum()
+
+    def _aux0(self, run: ChunkRunner, rows: torch.Tensor) -> torch.Tensor:
+        """A0 = head0(conv1(C)) for all classes without conv1's 128 channels (CER stage 1).
+
+        Both are linear convs, so head0 o conv1 is one 80 -> 1 conv with a 9x9 kernel (70x fewer operations). The
+        only catch is head0's zero padding of X0: at border pixels the fused kernel also counts taps that fall on
+        X0's padding; they are subtracted with edge kernels (inclusion-exclusion at the corners). Exact up to float
+        rounding.
+        """
+        t, _, h, w = rows.shape
+        ones = torch.ones(3, 3, dtype=rows.dtype, device=rows.device)
+        row_taps = [torch.zeros_like(ones).index_fill_(0, torch.tensor([i], device=rows.device), 1) for i in (0, 2)]
+        col_taps = [torch.zeros_like(ones).index_fill_(1, torch.tensor([i], device=rows.device), 1) for i in (0, 2)]
+        full, const = self._head0_kernel(ones)
+        const = const + self.head0.bias[0]
+        top, bottom = (self._head0_kernel(m) for m in row_taps)
+        left, right = (self._head0_kernel(m) for m in col_taps)
+        corners = [(r, c, self._head0_kernel(rm * cm)) for r, rm in ((0, row_taps[0]), (h - 1, row_taps[1]))
+                   for c, cm in ((0, col_taps[0]), (w - 1, col_taps[1]))]
+        a0 = torch.empty((t, h, w), dtype=rows.dtype, device=rows.device)
+
+        def chunk(i: int, j: int) -> None:
+            c = rows[i:j].contiguous(memory_format=_CL)
+            a = F.conv2d(c, full, padding=4)[:, 0] + const
+            cp = F.pad(c, (4, 4, 4, 4))
+            a[:, 0, :] -= F.conv2d(cp[:, :, 0:9], top[0])[:, 0, 0] + top[1]
+            a[:, h - 1, :] -= F.conv2d(cp[:, :, h - 1 : h + 8], bottom[0])[:, 0, 0] + bottom[1]
+            a[:, :, 0] -= F.conv2d(cp[:, :, :, 0:9], left[0])[:, 0, :, 0] + left[1]
+            a[:, :, w - 1] -= F.conv2d(cp[:, :, :, w - 1 : w + 8], right[0])[:, 0, :, 0] + right[1]
+            for r, col, (kernel, bias) in corners:  # counted by a row and a column edge: add back once
+                a[:, r, col] += (cp[:, :, r : r + 9, col : col + 9] * kernel).sum((1, 2, 3)) + bias
+            a0[i:j] = a
+
+        run.map(chunk, run.split(t, self.num_templates * (h + 8) * (w + 8)))
+        return a0
+
+    def _cnext_(self, run: ChunkRunner, layer: Up, x: torch.Tensor) -> torch.Tensor:
+        """ConvNeXt block over row chunks of channels_last x (n, C, h, w)."""
+        n, c, h, w = x.shape
+        m = layer.cnext
+        out = torch.empty_like(x, memory_format=_CL)
+
+        def chunk(i: int, j: int) -> None:
+            xc = x[i:j]
+            y = depthwise_conv2d(xc, m.dwconv.weight, m.dwconv.bias).permute(0, 2, 3, 1)
+            y = F.layer_norm(y, (c,), m.norm.weight, m.norm.bias, m.norm.eps)
+            y = torch.ops.aten.gelu_(F.linear(y, m.pwconv1.weight, m.pwconv1.bias))
+            y = F.linear(y, m.pwconv2.weight, m.pwconv2.bias)
+            torch.addcmul(xc, y.permute(0, 3, 1, 2), m.gamma.view(1, c, 1, 1), out=out[i:j])
+
+        run.map(chunk, run.split(n, 4 * c * h * w))
+        return out
+
+    @staticmethod
+    def _tokens_(layer: Up, tokens: torch.Tensor) -> torch.Tensor:
+        """Class transformer on a token chunk (N, L, C), in place (autograd is off here)."""
+        cls = layer.attention
+        tokens += cls.attention(cls.norm1(tokens))
+        hid = F.linear(cls.norm2(tokens), cls.MLP[0].weight, cls.MLP[0].bias).relu_()
+        tokens += F.linear(hid, cls.MLP[2].weight, cls.MLP[2].bias)
+        return tokens
+
+    def _class_attention_(self, run: ChunkRunner, layer: Up, x: torch.Tensor, pool: int) -> torch.Tensor:
+        """In-place class attention on channels_last x (n, C, h, w) of one image: x + Up(transformer(Pool x)).
+
+        Pixels are independent sequences over the classes, so the work is split into chunks of pixels.
+        """
+        n, c, h, w = x.shape
+        if n == 0:
+            return x
+        src = F.avg_pool2d(x, pool) if pool > 1 else x
+        hp, wp = src.shape[-2:]
+        seq = src.permute(0, 2, 3, 1).reshape(n, hp * wp, c)  # a view of x when channels_last and pool == 1
+        ranges = run.split(hp * wp, 4 * c * n)
+        if pool == 1:
+
+            def chunk(i: int, j: int) -> None:
+                view = seq[:, i:j]
+                view += self._tokens_(layer, view.transpose(0, 1).contiguous()).transpose(0, 1)
+
+            run.map(chunk, ranges)
+            return x
+        pooled = torch.empty((hp * wp, n, c), dtype=x.dtype, device=x.device)
+
+        def chunk_pooled(i: int, j: int) -> None:
+            pooled[i:j] = self._tokens_(layer, seq[:, i:j].transpose(0, 1).contiguous())
+
+        run.map(chunk_pooled, ranges)
+        up = pooled.permute(1, 2, 0).reshape(n, c, hp, wp)
+        x += F.interpolate(up, size=(h, w), mode="bilinear", align_corners=True)
+        return x
+
+    def _sfm_(
+        self,
+        run: ChunkRunner,
+        index: int,
+        x: torch.Tensor,
+        k_prev: torch.Tensor,
+        skip: torch.Tensor,
+        keep: bool,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+        """Up + skip fusion + DoubleConv + the next head for one image, over row chunks.
+
+        Args:
+            run: the chunk runner.
+            index: layer index 0..2.
+            x: (n, C_in, h, w) FAM output, channels_last.
+            k_prev: (n, C_k, h, w) the previous cost guidance rows (the cost map itself for layer 0).
+            skip: (1, G, 2h, 2w) projected skip guidance of this image.
+            keep: whether to return the layer output and this layer's cost guidance (for the next layer).
+
+        Returns:
+            (output (n, C_out, 2h, 2w) or None, K (n, G, 2h, 2w) or None, head logits (n, 2h, 2w)).
+        """
+        layer = self.layers[index]
+        head = self.head if index == 2 else self.aux_heads[index + 1]
+        corr = self.decoder_corr_guidance_projection[index][0]
+        dc = layer.conv.double_conv
+        n, _, h, w = x.shape
+        size = (2 * h, 2 * w)
+        c_up, g = layer.up.out_channels, layer.guidance_channels
+        c_out = dc[0].out_channels
+        w0 = dc[0].weight
+        fused, bias_map = fold_up_into_conv(layer.up.weight, layer.up.bias, w0[:, :c_up], size)
+        # Linearity: the skip guidance is the same for every class, so its conv is computed once.
+        bias_map = bias_map + F.conv2d(skip, w0[:, c_up : c_up + g], padding=1)
+        w_k = w0[:, c_up + g :]
+        dtype, device = x.dtype, x.device
+        out = torch.empty((n, c_out, *size), dtype=dtype, device=device, memory_format=_CL) if keep else None
+        k_out = torch.empty((n, g, *size), dtype=dtype, device=device, memory_format=_CL) if keep else None
+        logits = torch.empty((n, *size), dtype=dtype, device=device)
+
+        def chunk(i: int, j: int) -> None:
+            kc = F.conv_transpose2d(k_prev[i:j].contiguous(memory_format=_CL), corr.weight, corr.bias, stride=2)
+            kc = kc.relu_()
+            if k_out is not None:
+                k_out[i:j] = kc
+            z = F.conv_transpose2d(x[i:j], fused, None, stride=2, padding=1)
+            z += F.conv2d(kc, w_k, padding=1)
+            z += bias_map
+            z = F.group_norm(z, dc[1].num_groups, dc[1].weight, dc[1].bias, dc[1].eps).relu_()
+            z = F.conv2d(z, dc[3].weight, None, padding=1)
+            z = F.group_norm(z, dc[4].num_groups, dc[4].weight, dc[4].bias, dc[4].eps).relu_()
+            if out is not None:
+                out[i:j] = z
+            logits[i:j] = head(z)[:, 0]
+
+        run.map(chunk, run.split(n, 2 * max(c_out, g) * size[0] * size[1]))
+        return out, k_out, logits
+
+    def _infer_image(
+        self, cost: torch.Tensor, features: Sequence[torch.Tensor], k: int | None, keep_aux: bool
+    ) -> tuple:
+        """Decoder for one image (cost (P, T, h, w)); with k, rejects classes before each layer."""
+        p, t, h, w = cost.shape
+        ids = torch.arange(t, device=cost.device)
+        counts: list[int] = []
+        pool = self.pooling
+        with ChunkRunner(cost.device, self.workers, self.chunk_elems) as run:
+            guidance = self.project_guidance(features)
+            rows = cost.transpose(0, 1)  # (T, P, h, w) view
+            if k is None:
+                x, a0 = self._cost_embed(run, rows, with_head=keep_aux)
+                aux = [a0]
+            else:
+                # Stage-1 rejection needs A0 for every class but X0 only for the survivors.
+                a0 = self._aux0(run, rows)
+                idx, (rows,) = select_categories(a0, k, rows)
+                ids = ids[idx]
+                counts.append(int(ids.numel()))
+                x, _ = self._cost_embed(run, rows, with_head=False)
+                aux = []
+            k_prev = rows
+            for i, layer in enumerate(self.layers):
+                if k is not None and i > 0:
+                    # Rejection before decoder2 / decoder3 uses head1 / head2 of the previous layer.
+                    idx, (x, k_prev) = select_categories(aux[-1], k, x, k_prev)
+                    ids = ids[idx]
+                    counts.append(int(ids.numel()))
+                x = self._cnext_(run, layer, x)
+                x = self._class_attention_(run, layer, x, pool)
+                x, k_prev, logits = self._sfm_(run, i, x, k_prev, guidance[i], keep=i < 2)
+                aux.append(logits)
+        logits = aux.pop()
+        if k is not None:
+            return logits, aux, ids, counts
+        return logits, aux if keep_aux else None

@@ -1,0 +1,198 @@
+"""The CLIP-ZSS training wrapper and the inference model (model contract, export, no image tower at inference)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import clipzss
+from clipzss.segmenter import ZeroShotSegmenter
+from conftest import demo_batch
+
+LOSSES = {"loss_global", "loss_nel", "loss_ce", "loss_bce"}
+
+
+def test_training_forward_returns_named_finite_losses(make_tiny) -> None:
+    model = make_tiny().train()
+    batch = demo_batch(4)
+    losses = model(batch)
+    assert set(losses) == LOSSES
+    assert all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert grads["log_alpha"] is not None
+    assert all(g is not None for n, g in grads.items() if n.startswith("student.head."))
+    assert model.last_stats["num_pseudo"] > 0
+    assert len(model.glm.bank) == 1
+
+
+@pytest.mark.parametrize("case", ["no_seen_pixels", "no_unannotated_pixels", "single_image", "padding"])
+def test_every_loss_is_finite_on_edge_cases(make_tiny, case: str) -> None:
+    model = make_tiny("clipzss_tiny_resnet_upernet").train()
+    batch = demo_batch(1 if case == "single_image" else 2)
+    if case == "no_seen_pixels":
+        batch["label"].fill_(255)
+    elif case == "no_unannotated_pixels":
+        batch["label"] = batch["label"].clamp(0, 5)  # every pixel a seen class
+    elif case == "padding":
+        batch["image"][..., 40:, :] = 0
+        batch["label"][:, 40:, :] = 255
+    losses = model(batch)
+    assert set(losses) == LOSSES
+    for name, value in losses.items():
+        assert torch.isfinite(value), name
+    sum(losses.values()).backward()
+    # DDP without find_unused_parameters: every trainable parameter is in the graph, whatever the batch holds
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing[:5]
+    if case == "no_unannotated_pixels":
+        assert model.last_stats["num_pseudo"] == 0
+    if case == "padding":
+        pl = model.pseudo_labels(batch)
+        assert (pl.fused[:, 40:] == 255).all()
+
+
+def test_teacher_is_frozen_and_outside_the_state_dict(make_tiny) -> None:
+    model = make_tiny()
+    teacher_params = {id(p) for p in model.teacher.parameters()}
+    assert teacher_params and not teacher_params & {id(p) for p in model.parameters()}
+    assert not any(p.requires_grad for p in model.teacher.parameters())
+    assert not any("visual" in k or k.startswith("teacher") for k in model.state_dict())
+    model.train()
+    assert not model.teacher.training
+    model.double()  # .to() / .double() still reach the teacher
+    assert next(model.teacher.parameters()).dtype == torch.float64
+    model.float()
+    # text embeddings and tables are non-persistent buffers: moved by .to(), absent from the state dict
+    buffers = dict(model.named_buffers())
+    assert {"seen_text", "text_embeddings", "label_lut"} <= set(buffers)
+    assert not {"seen_text", "text_embeddings"} & set(model.state_dict())
+    sd = model.state_dict()
+    fresh = make_tiny()
+    fresh.load_state_dict(sd)  # strict: the checkpoint of the wrapper round-trips
+
+
+def test_param_groups_cover_each_parameter_once(make_tiny) -> None:
+    model = make_tiny("clipzss_tiny_swin_upernet", backbone_lr_mult=0.1)
+    groups = model.param_groups(1e-3, 0.01)
+    ids = [id(p) for g in groups for p in g["params"]]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert len(ids) == len(set(ids)) == len(trainable)
+    by_name = {g["name"]: g for g in groups}
+    assert by_name["backbone_decay"]["lr"] == pytest.approx(1e-4) and by_name["head_decay"]["lr"] == 1e-3
+    names = {id(p): n for n, p in model.named_parameters()}
+    no_decay = {names[id(p)] for g in groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert any("relative_position_bias_table" in n for n in no_decay)
+    assert any(".norm" in n for n in no_decay) and "log_alpha" in no_decay
+    decay = {names[id(p)] for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert all(model.get_parameter(n).ndim > 1 for n in decay)
+    # the engine's call: param_groups(OptimConfig)
+    from ovcore.train.config import OptimConfig
+    from ovcore.train.optim import build_optimizer
+
+    opt = build_optimizer(model, OptimConfig(lr=6e-5, weight_decay=0.01))
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(trainable)
+
+
+def test_predict_and_vocabulary(make_tiny) -> None:
+    model = make_tiny().eval()
+    batch = demo_batch(2)
+    scores = model.predict(batch["image"])
+    assert scores.shape == (2, 8, 64, 64)
+    # float input normalised with the student's mean/std gives the same scores
+    x = (batch["image"].float() / 255 - model.student_mean.view(1, 3, 1, 1)) / model.student_std.view(1, 3, 1, 1)
+    torch.testing.assert_close(model.predict(x), scores)
+    model.set_vocabulary(["water", "sky"])
+    assert model.predict(batch["image"]).shape == (2, 2, 64, 64)
+    torch.testing.assert_close(model.text_embeddings[1], model.seen_text[0])  # "sky" is seen class 0
+    slide = model.predict(torch.randint(0, 255, (1, 3, 80, 100), dtype=torch.uint8), mode="slide")
+    assert slide.shape == (1, 2, 80, 100)
+
+
+def test_seen_calibration_lowers_seen_scores(make_tiny) -> None:
+    model = make_tiny(seen_calibration=1.5).eval()
+    base = make_tiny(seen_calibration=0.0).eval()
+    images = demo_batch(1)["image"]
+    diff = base.predict(images) - model.predict(images)
+    seen = model.seen_mask
+    torch.testing.assert_close(diff[:, seen], torch.full_like(diff[:, seen], 1.5))
+    torch.testing.assert_close(diff[:, ~seen], torch.zeros_like(diff[:, ~seen]))
+
+
+def test_export_round_trip(make_tiny, tmp_path) -> None:
+    model = make_tiny().eval()
+    with torch.no_grad():
+        model.log_alpha.fill_(math.log(20.0))
+    path = tmp_path / "clipzss.pt"
+    torch.save(model.export_inference_state_dict(), path)
+    seg = clipzss.create_segmenter(path)
+    images = demo_batch(2)["image"]
+    torch.testing.assert_close(seg.predict(images), model.predict(images))
+    assert seg.class_names == model.class_names
+    payload = torch.load(path, weights_only=True)
+    assert not any(k.startswith("visual") for k in payload["text_encoder"]["state_dict"])
+    assert not any("visual" in k for k in payload["student"])
+
+
+def test_inference_builds_no_clip_image_tower(make_tiny, tmp_path, monkeypatch) -> None:
+    """Loading and running the inference model never builds, loads or runs a CLIP image tower."""
+    model = make_tiny().eval()
+    path = tmp_path / "clipzss.pt"
+    torch.save(model.export_inference_state_dict(), path)
+    images = demo_batch(1)["image"]
+    expected = model.predict(images)
+    new_names = ["purple hexagon", "sky"]
+    model.set_vocabulary(new_names)
+    expected_new = model.text_embeddings.clone()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a CLIP image tower was requested at inference")
+
+    import open_clip.model
+
+    import clipzss.teacher
+    import ovcore.clip
+    import ovcore.clip.encoders
+
+    monkeypatch.setattr(open_clip, "create_model", forbidden)
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", forbidden)
+    monkeypatch.setattr(open_clip.model, "_build_vision_tower", forbidden)
+    monkeypatch.setattr(open_clip.model.CLIP, "__init__", forbidden)
+    monkeypatch.setattr(ovcore.clip, "create_clip", forbidden)
+    monkeypatch.setattr(ovcore.clip.encoders.ViTCLIPEncoder, "__init__", forbidden)
+    monkeypatch.setattr(clipzss.teacher.CLIPTeacher, "__init__", forbidden)
+
+    seg = ZeroShotSegmenter.from_checkpoint(path)
+    torch.testing.assert_close(seg.predict(images), expected)
+    kinds = {type(m).__name__ for m in seg.modules()}
+    assert not kinds & {"VisionTransformer", "CLIP", "ViTCLIPEncoder", "CLIPTeacher", "TextTower"}
+    # a new name is encoded by the text-only tower (random-init teacher: its text weights are in the checkpoint)
+    seg.set_vocabulary(new_names)
+    torch.testing.assert_close(seg.text_embeddings, expected_new, atol=1e-5, rtol=1e-5)
+    kinds = {type(m).__name__ for m in seg.modules()}
+    assert "VisionTransformer" not in kinds and "CLIP" not in kinds
+
+
+def test_vocabulary_without_text_encoder_needs_embeddings(make_tiny) -> None:
+    model = make_tiny()
+    payload = model.export_inference_state_dict(include_text_tower=False)
+    seg = ZeroShotSegmenter.from_checkpoint(payload)
+    with pytest.raises(RuntimeError):
+        seg.set_vocabulary(["unknown thing"])
+    seg.set_vocabulary(["unknown thing"], embeddings=torch.randn(1, model.embed_dim))
+    assert seg.text_embeddings.shape == (1, model.embed_dim)
+    with pytest.raises(ValueError):
+        ZeroShotSegmenter.from_checkpoint({"format": "other"})
+
+
+def test_compact_label_convention(make_tiny) -> None:
+    from ovcore.data import compact_seen_labels
+
+    dataset_ids = make_tiny()
+    compact = make_tiny(label_ids="compact")
+    label = torch.tensor([[[0, 3, 5, 6, 7, 255]]])
+    seen = dataset_ids.seen_ids
+    expect = dataset_ids.compact_labels(label)
+    assert torch.equal(compact.compact_labels(compact_seen_labels(label, seen)), expect)

@@ -1,0 +1,226 @@
+"""Presets, shapes of B / L / tiny models, vocabulary handling, predict(), losses and optimiser groups."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from ovcore.text import get_templates
+
+import sed
+from sed.layers import ChannelsLastLayerNorm
+
+# ----------------------------------------------------------------------------------------------------- presets
+
+
+def test_presets_are_listed_and_filterable() -> None:
+    names = sed.list_presets()
+    for name in ["sed_convnext_b_768", "sed_convnext_l_768", "sed_convnext_b_768_fast", "sed_tiny", "sed_tiny_mlp"]:
+        assert name in names
+    assert sed.list_presets("sed_convnext_l*") == ["sed_convnext_l_768", "sed_convnext_l_768_fast"]
+
+
+def test_unknown_preset_and_override_raise() -> None:
+    with pytest.raises(ValueError, match="available presets.*sed_tiny"):
+        sed.create_sed("sed_convnext_h_768")
+    with pytest.raises(ValueError, match="unknown SED config fields"):
+        sed.create_sed("sed_tiny", decoder_width=3)
+
+
+@pytest.mark.parametrize(
+    "preset,channels,embed_dim,tensors,decoder_params",
+    [
+        ("sed_convnext_b_768", (128, 256, 512, 1024), 640, 608, 1_376_396),
+        ("sed_convnext_l_768", (192, 384, 768, 1536), 768, 658, 1_473_164),
+    ],
+)
+def test_official_sizes_on_meta(preset, channels, embed_dim, tensors, decoder_params) -> None:
+    """B and L built without weights: encoder channels, Dt and the state-dict size of spec §10."""
+    model = sed.create_sed(preset, pretrained_clip=None, device="meta")
+    assert model.encoder.channels == channels and model.encoder.embed_dim == embed_dim
+    assert len(model.state_dict()) == tensors
+    assert sum(p.numel() for p in model.decoder.parameters()) == decoder_params
+    assert model.cfg.input_size == 768 and model.cfg.num_templates == 80
+    assert model.decoder.decoder_guidance_projection[0][0].weight.shape == (32, channels[2], 3, 3)
+
+
+def test_convnext_b_forward_shapes_small_input() -> None:
+    """One real ConvNeXt-B forward (random init) at 64x64: encoder features, cost map and decoder outputs."""
+    model = sed.create_sed("sed_convnext_b_768", pretrained_clip=None, input_size=64).eval()
+    model.set_text_embeddings(F.normalize(torch.randn(3, 80, 640), dim=-1), ["a", "b", "c"])
+    with torch.no_grad():
+        x = model.preprocess(torch.randint(0, 256, (1, 3, 80, 48), dtype=torch.uint8))
+        feats, dense = model.encoder(x)
+        cost, skips = model.features(x)
+        logits, aux = model.decoder(cost, skips)
+    assert x.shape == (1, 3, 64, 64)
+    assert {k: tuple(v.shape[1:]) for k, v in feats.items()} == {
+        "res2": (128, 16, 16), "res3": (256, 8, 8), "res4": (512, 4, 4), "res5": (1024, 2, 2)}
+    assert dense.shape == (1, 640, 2, 2) and cost.shape == (1, 80, 3, 2, 2)
+    assert logits.shape == (1, 3, 16, 16) and [a.shape[-1] for a in aux] == [2, 4, 8]
+
+
+@pytest.mark.parametrize("preset", ["sed_tiny", "sed_tiny_mlp"])
+def test_tiny_presets_every_stage(preset: str) -> None:
+    model = sed.create_sed(preset).eval()
+    s = model.cfg.input_size
+    x = model.preprocess(torch.randint(0, 256, (2, 3, s, s), dtype=torch.uint8))
+    with torch.no_grad():
+        feats, dense = model.encoder(x)
+        cost, skips = model.features(x)
+        logits, aux = model.decoder(cost, skips)
+    t = len(model.class_names)
+    assert t == 8 and model.text_embeddings.shape == (8, 80, model.encoder.embed_dim)
+    assert [tuple(f.shape[-2:]) for f in feats.values()] == [(s // 4,) * 2, (s // 8,) * 2, (s // 16,) * 2,
+                                                             (s // 32,) * 2]
+    assert cost.shape == (2, 80, t, s // 32, s // 32)
+    assert [tuple(f.shape[1:]) for f in skips] == [(64, s // 16, s // 16), (32, s // 8, s // 8), (16, s // 4, s // 4)]
+    assert logits.shape == (2, t, s // 4, s // 4)
+    assert [tuple(a.shape) for a in aux] == [(2, t, s // 32, s // 32), (2, t, s // 16, s // 16), (2, t, s // 8, s // 8)]
+
+
+# -------------------------------------------------------------------------------------------------- vocabulary
+
+
+def test_text_embeddings_are_a_non_persistent_buffer(tiny_model: sed.SED) -> None:
+    assert "text_embeddings" in dict(tiny_model.named_buffers())
+    assert not any("text_embeddings" in k or "pixel_mean" in k for k in tiny_model.state_dict())
+    twin = sed.create_sed("sed_tiny")
+    twin.set_vocabulary(["cat", "dog"])
+    twin.double()  # buffers follow .to(); a device move works the same way
+    assert twin.text_embeddings.dtype == torch.float64 and twin.text_embeddings.shape == (2, 80, 64)
+
+
+def test_vocabulary_switch_and_synonyms(tiny_model: sed.SED) -> None:
+    before = tiny_model.class_names
+    emb = tiny_model.set_vocabulary(["cat", "dog, puppy", "sky"])
+    assert emb.shape == (3, 80, 64)
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3, 80))
+    again = tiny_model.set_vocabulary(["cat", "dog, puppy", "sky"])
+    assert again.data_ptr() == emb.data_ptr() or torch.equal(again, emb)  # cached
+    tiny_model.set_vocabulary(before)
+
+
+def test_template_count_must_match_p(tiny_model: sed.SED) -> None:
+    assert len(get_templates("imagenet")) == 80
+    with pytest.raises(ValueError, match="P=80"):
+        tiny_model.set_vocabulary(["cat"], templates="imagenet_select")
+
+
+def test_loading_weights_re_encodes_the_vocabulary() -> None:
+    a, b = sed.create_sed("sed_tiny"), sed.create_sed("sed_tiny")
+    a.set_vocabulary(["cat", "dog"])
+    b.set_vocabulary(["cat", "dog"])
+    assert not torch.allclose(a.text_embeddings, b.text_embeddings)  # different random text towers
+    b.load_state_dict(a.state_dict())
+    b.ensure_vocabulary()
+    assert b.class_names == ["cat", "dog"]
+    torch.testing.assert_close(b.text_embeddings, a.text_embeddings)
+
+
+# ------------------------------------------------------------------------------------------------------ predict
+
+
+def test_predict_follows_the_test_pipeline(tiny_model: sed.SED) -> None:
+    images = torch.randint(0, 256, (2, 3, 40, 52), dtype=torch.uint8)
+    out = tiny_model.predict(images)
+    t = len(tiny_model.class_names)
+    assert out["probs"].shape == (2, t, 40, 52) and out["labels"].shape == (2, 40, 52)
+    assert 0 <= float(out["probs"].min()) and float(out["probs"].max()) <= 1
+    assert torch.equal(out["labels"], out["probs"].argmax(1))
+    assert out["stats"] == {"kept": [[t, t, t], [t, t, t]], "num_classes": t}
+    # Manual pipeline: normalise, warp, decoder, sigmoid, resize back.
+    with torch.no_grad():
+        x = F.interpolate((images.float() - tiny_model.pixel_mean) / tiny_model.pixel_std, size=(64, 64),
+                          mode="bilinear", align_corners=False)
+        logits, _ = tiny_model.forward_logits(x)
+        ref = F.interpolate(logits.sigmoid(), size=(40, 52), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(out["probs"], ref, atol=1e-5, rtol=1e-4)
+    assert not tiny_model.training
+
+
+def test_predict_with_cer_and_new_classes(tiny_model: sed.SED) -> None:
+    before = tiny_model.class_names
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    out = tiny_model.predict(images, class_names=[f"thing {i}" for i in range(12)], k=1)
+    assert out["probs"].shape == (2, 12, 64, 64)
+    for b in range(2):
+        t1, t2, t3 = out["stats"]["kept"][b]
+        assert 12 >= t1 >= t2 >= t3 >= 1
+        assert int((out["probs"][b].flatten(1).amax(1) > 0).sum()) == t3
+    full = tiny_model.predict(images, k=12)
+    torch.testing.assert_close(full["probs"], tiny_model.predict(images)["probs"], atol=1e-6, rtol=1e-5)
+    tiny_model.set_vocabulary(before)
+
+
+def test_official_test_resize_short_side() -> None:
+    model = sed.create_sed("sed_tiny", test_short_side=32, test_max_size=1000)
+    images = torch.randint(0, 256, (1, 3, 48, 96), dtype=torch.uint8)
+    assert model._test_resize(images).shape == (1, 3, 32, 64)
+    assert model.predict(images)["probs"].shape == (1, 8, 48, 96)
+
+
+# ------------------------------------------------------------------------------------------------------- losses
+
+
+def test_bce_loss_matches_one_hot_bce() -> None:
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 4, 4, generator=gen)
+    labels = torch.randint(0, 5, (2, 8, 8), generator=gen)
+    labels[0, :3] = 255
+    up = F.interpolate(logits, size=(8, 8), mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+    target = torch.zeros_like(up)
+    valid = labels != 255
+    target[valid] = F.one_hot(labels[valid], 5).float()
+    ref = F.binary_cross_entropy_with_logits(up, target)
+    torch.testing.assert_close(sed.sed_bce_loss(logits, labels), ref)
+    ref_masked = F.binary_cross_entropy_with_logits(up[valid], target[valid])
+    torch.testing.assert_close(sed.sed_bce_loss(logits, labels, ignore_mode="mask"), ref_masked)
+    with pytest.raises(ValueError, match="outside"):
+        sed.sed_bce_loss(logits, torch.full((2, 8, 8), 7))
+
+
+def test_forward_returns_the_four_losses(tiny_model: sed.SED) -> None:
+    batch = {"image": torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8),
+             "label": torch.randint(0, 8, (2, 64, 64))}
+    tiny_model.train()
+    try:
+        losses = tiny_model(batch)
+    finally:
+        tiny_model.eval()
+    assert list(losses) == ["loss_final", "loss_aux0", "loss_aux1", "loss_aux2"]
+    assert all(v.dim() == 0 and v.requires_grad for v in losses.values())
+
+
+# ---------------------------------------------------------------------------------------------------- optimiser
+
+
+def test_param_groups_follow_the_official_recipe(tiny_model: sed.SED) -> None:
+    groups = {g["name"]: g for g in tiny_model.param_groups(2e-4, weight_decay=1e-4)}
+    assert set(groups) == {"clip", "clip_norm", "decoder", "decoder_norm"}
+    assert groups["clip"]["lr"] == pytest.approx(2e-6) and groups["decoder"]["lr"] == pytest.approx(2e-4)
+    assert groups["clip_norm"]["weight_decay"] == 0.0 and groups["decoder_norm"]["weight_decay"] == 0.0
+    assert groups["decoder"]["weight_decay"] == 1e-4
+    names = {g: set(v["param_names"]) for g, v in groups.items()}
+    # The decoder ConvNeXt LayerNorm is a plain module: it decays (detectron2 only exempts torch norm classes).
+    assert isinstance(tiny_model.decoder.decoder1.cnext.norm, ChannelsLastLayerNorm)
+    assert "decoder.decoder1.cnext.norm.weight" in names["decoder"]
+    assert "decoder.decoder1.cnext.gamma" in names["decoder"]
+    assert "decoder.decoder1.attention.norm1.weight" in names["decoder_norm"]
+    assert "decoder.decoder1.conv.double_conv.1.weight" in names["decoder_norm"]
+    assert "encoder.clip.visual.trunk.stem.1.weight" in names["clip_norm"]  # timm LayerNorm2d
+    assert "encoder.clip.visual.head.proj.weight" in names["clip"]
+    every = set().union(*names.values())
+    assert not any(n.startswith("encoder.clip.transformer") or "token_embedding" in n for n in every)
+    trainable = {n for n, p in tiny_model.named_parameters() if p.requires_grad}
+    assert every == trainable
+    spec = tiny_model.param_groups_spec()
+    assert {s["name"] for s in spec} == set(groups)
+
+
+def test_param_groups_accept_an_optim_config(tiny_model: sed.SED) -> None:
+    class Cfg:  # duck-typed ovcore.train OptimConfig
+        lr, weight_decay, weight_decay_norm = 1e-3, 0.05, 0.0
+
+    groups = {g["name"]: g for g in tiny_model.param_groups(Cfg())}
+    assert groups["clip"]["lr_mult"] == pytest.approx(0.01) and groups["decoder"]["weight_decay"] == 0.05
