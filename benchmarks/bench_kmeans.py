@@ -4,7 +4,7 @@ The issue's case: a batch of 16 images, 32x32 = 1024 CLIP tokens of 512 dims eac
 and 7 kept on the unannotated tokens (up to 64 + 16 = 80 per image), at most 20 Lloyd iterations with the common
 fixed-point stop. Tokens are synthetic but CLIP-like: each image is a Voronoi partition of the grid into 6-12
 regions, each region one of 20 semantic directions, plus a smooth positional component and per-token noise; 30-100 %
-of each image is unannotated (886 seeds kept in all, 10-12 iterations to the fixed point).
+of each image is unannotated (886 seeds kept in all, 5-13 iterations per image to the fixed point).
 
 Providers: ``torch`` (the default path, :func:`clipzss.kmeans.batched_kmeans`: whole batch at once), ``faiss``
 (per image, ``faiss.Clustering`` with the seeds as initial centroids) and ``reference`` = per-image scikit-learn

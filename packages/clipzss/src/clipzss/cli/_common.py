@@ -128,6 +128,9 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
     for row in rows:
         cells.append([_cell(row.get(key), digits) for _, key, digits in _COLUMNS])
     widths = [max(len(r[i]) for r in cells) for i in range(len(_COLUMNS))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -126,9 +126,7 @@ class Benchmark:
             return build_dataset(self.dataset, root, split, transform, compact_seen=compact_seen)
         # The demo layout has full labels; wrap it like the registered zero-shot datasets.
         base = build_dataset("demo", root, split)
-        return ZeroShotDataset(
-            base, demo_split(), train=split == "train", transform=transform, compact=compact_seen
-        )
+        return ZeroShotDataset(base, demo_split(), train=split == "train", transform=transform, compact=compact_seen)
 
 
 def demo_split() -> Any:

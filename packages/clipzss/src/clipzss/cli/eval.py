@@ -57,7 +57,8 @@ class ClipZSSEvalConfig:
     $DETECTRON2_DATASETS or ./datasets."""
 
     output_dir: str | None = None
-    """Where <benchmark>.json and summary.json go; default <checkpoint folder>/eval."""
+    """Where <benchmark>.json and summary.json go; default <run dir>/clipzss-eval for a checkpoint in a run's
+    checkpoints/ folder, else <checkpoint folder>/clipzss-eval."""
 
     mode: Literal["checkpoint", "slide", "whole"] = "checkpoint"
     """Inference mode: the checkpoint's (its test_mode; 'slide' for the paper presets), 'slide' (crop-size windows,
@@ -266,7 +267,7 @@ def run(cfg: ClipZSSEvalConfig) -> dict[str, dict[str, Any]]:
     info = init_distributed(cfg.device)
     try:
         seg = ZeroShotSegmenter.from_checkpoint(payload, map_location=info.device)
-        out_dir = Path(cfg.output_dir) if cfg.output_dir is not None else path.parent / "eval"
+        out_dir = Path(cfg.output_dir) if cfg.output_dir is not None else _default_output(path)
         results: dict[str, dict[str, Any]] = {}
         for bench in benches:
             res = evaluate_checkpoint(seg, payload, bench, datasets[bench.name], cfg, info.device)
@@ -278,15 +279,37 @@ def run(cfg: ClipZSSEvalConfig) -> dict[str, dict[str, Any]]:
             rows = list(results.values())
             _write_json(out_dir / "summary.json", {"checkpoint": str(path), "results": _summaries(rows)})
             sys.stdout.write(format_table(rows) + "\n")
+            if payload["text_encoder"].get("pretrained") is None:
+                from .train import RANDOM_TEACHER_NOTE
+
+                sys.stdout.write(f"note: {RANDOM_TEACHER_NOTE}\n")
             sys.stdout.write(f"results: {out_dir}/<benchmark>.json, {out_dir / 'summary.json'}\n")
     finally:
         cleanup(info)
     return results
 
 
+def _default_output(checkpoint: Path) -> Path:
+    # Next to the training run's own eval/iter_*.json, not inside checkpoints/ (which the engine rotates).
+    folder = checkpoint.parent
+    return (folder.parent if folder.name == "checkpoints" else folder) / "clipzss-eval"
+
+
 def _summaries(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    keys = ("benchmark", "protocol", "num_images", "pAcc", "mIoU_seen", "mIoU_unseen", "hIoU", "mIoU", "images_per_s",
-            "ms_per_image", "mode", "seen_calibration")
+    keys = (
+        "benchmark",
+        "protocol",
+        "num_images",
+        "pAcc",
+        "mIoU_seen",
+        "mIoU_unseen",
+        "hIoU",
+        "mIoU",
+        "images_per_s",
+        "ms_per_image",
+        "mode",
+        "seen_calibration",
+    )
     return [{k: row.get(k) for k in keys} for row in rows]
 
 

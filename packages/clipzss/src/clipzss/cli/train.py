@@ -48,6 +48,11 @@ PAPER_MODEL = "clipzss_swin_b_upernet"
 
 DEMO_MODEL = "clipzss_tiny_convnext_segformer"
 
+RANDOM_TEACHER_NOTE = (
+    "the CLIP teacher has random weights (--teacher-pretrained none / the tiny demo presets): the student learns "
+    "the seen classes, but nothing transfers to the unseen ones; use it for smoke tests, not for results"
+)
+
 # A run-time Literal of the registered model presets, so --help lists them and a typo is rejected by the parser.
 ModelPreset = Literal.__getitem__(tuple(list_presets()))  # type: ignore[misc]
 
@@ -386,6 +391,8 @@ def run(cfg: ClipZSSTrainConfig) -> Any:
     cfg = copy.deepcopy(cfg)
     cfg.model = _resolve_weights(cfg)
     _check_vocabulary(cfg)
+    if cfg.model.teacher.pretrained is None:
+        logger.warning(RANDOM_TEACHER_NOTE)
     try:
         compact = cfg.model.label_ids == "compact"
         train_set = bench.build(root, "train", _train_transform(cfg), compact_seen=compact)
@@ -423,6 +430,8 @@ def run(cfg: ClipZSSTrainConfig) -> Any:
         final = result.eval_results.get(result.iteration)
         if final is not None:
             sys.stdout.write(format_table([final]) + "\n")
+        if cfg.model.teacher.pretrained is None:
+            sys.stdout.write(f"note: {RANDOM_TEACHER_NOTE}\n")
         sys.stdout.write(
             f"training checkpoint: {result.checkpoint}\ninference checkpoint: {inference_path}\n"
             f"evaluate: clipzss-eval --checkpoint {inference_path} --data-root {root}\n"
