@@ -135,3 +135,15 @@ def test_negatives_are_gathered_across_processes(tmp_path) -> None:
     loss2 = glm(feats, cls)
     torch.testing.assert_close((ranks[0]["loss2"] + ranks[1]["loss2"]) / 2, loss2.detach())
     assert ranks[0]["bank_rows"] == 8  # the bank stores the gathered tokens: 2 iterations x 4
+
+
+def test_bank_is_saved_in_the_state_dict_for_exact_resume():
+    bank = CLSTokenBank(size=3)
+    for i in range(5):
+        bank.push(torch.full((2, 4), float(i)))
+    restored = CLSTokenBank(size=3)
+    restored.load_state_dict(bank.state_dict())
+    assert len(restored) == 3
+    torch.testing.assert_close(restored.tokens(), bank.tokens())
+    restored.push(torch.full((2, 4), 9.0))  # FIFO order continues after the restore
+    assert restored.tokens()[0, 0].item() == 3.0 and restored.tokens()[-1, 0].item() == 9.0

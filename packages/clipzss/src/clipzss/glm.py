@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -184,8 +185,17 @@ class CLSTokenBank(nn.Module):
         """
         if not self._entries:
             return None
-        out = torch.cat(list(self._entries), 0)
-        return out.to(device) if device is not None else out
+        if device is not None:
+            return torch.cat([e.to(device) for e in self._entries], 0)
+        return torch.cat(list(self._entries), 0)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        # The bank is part of the training state: without it a resumed run draws different negatives for the next
+        # `size` iterations than an uninterrupted one, and exact resume breaks.
+        return {"entries": [e.cpu() for e in self._entries]}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self._entries = deque(state.get("entries", []))
 
     def entries(self) -> list[torch.Tensor]:
         """The stored entries, oldest first (one per iteration, or one row per token)."""
