@@ -77,7 +77,7 @@ def official_decoder(agg: sed.Aggregator, cost: torch.Tensor, feats: list[torch.
     t = cost.shape[2]
     corr = cost.permute(0, 2, 1, 3, 4).reshape(t, P, H, H)
     x = agg.conv1(corr)
-    g = [proj(f) for proj, f in zip(agg.decoder_guidance_projection, feats)]
+    g = [proj(f) for proj, f in zip(agg.decoder_guidance_projection, feats, strict=True)]
     k1 = agg.decoder_corr_guidance_projection[0](corr)
     k2 = agg.decoder_corr_guidance_projection[1](k1)
     k3 = agg.decoder_corr_guidance_projection[2](k2)

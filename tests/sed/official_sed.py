@@ -69,7 +69,7 @@ def _prepare(agg, cost, features):
     b, p, t, h, w = cost.shape
     corr = cost.permute(0, 2, 1, 3, 4).reshape(b * t, p, h, w)
     x = agg.conv1(corr)
-    guidance = [proj(f) for proj, f in zip(agg.decoder_guidance_projection, features)]
+    guidance = [proj(f) for proj, f in zip(agg.decoder_guidance_projection, features, strict=True)]
     k1 = agg.decoder_corr_guidance_projection[0](corr)
     k2 = agg.decoder_corr_guidance_projection[1](k1)
     k3 = agg.decoder_corr_guidance_projection[2](k2)

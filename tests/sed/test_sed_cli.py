@@ -15,27 +15,56 @@ import pytest
 import torch
 from PIL import Image
 
+import sed
 from ovcore.data import DEMO_CLASSES, write_demo_dataset
 from sed.cli import demo as demo_cli
 from sed.cli import eval as eval_cli
 from sed.cli import predict as predict_cli
 from sed.cli import train as train_cli
 from sed.cli._common import (
+    build_split,
     eval_protocol,
     parse_class_list,
     read_class_file,
     resolve_benchmarks,
     resolve_vocabulary,
 )
+from sed.convert import main as convert_main
 
 COMMANDS = {
-    "sed-train": (train_cli.main, ["--preset", "--dataset", "--data-root", "--pretrained-clip", "--max-iters",
-                                   "--batch-size", "--optim.lr", "--clip-multiplier", "--resume", "--eval-every",
-                                   "--crop-size"]),
-    "sed-eval": (eval_cli.main, ["--benchmarks", "--dataset", "--checkpoint", "--official-checkpoint", "--topk",
-                                 "--pooling", "--data-root", "--output-dir"]),
-    "sed-predict": (predict_cli.main, ["--classes", "--classes-file", "--checkpoint", "--official-checkpoint",
-                                       "--topk", "--output-dir"]),
+    "sed-train": (
+        train_cli.main,
+        [
+            "--preset",
+            "--dataset",
+            "--data-root",
+            "--pretrained-clip",
+            "--max-iters",
+            "--batch-size",
+            "--optim.lr",
+            "--clip-multiplier",
+            "--resume",
+            "--eval-every",
+            "--crop-size",
+        ],
+    ),
+    "sed-eval": (
+        eval_cli.main,
+        [
+            "--benchmarks",
+            "--dataset",
+            "--checkpoint",
+            "--official-checkpoint",
+            "--topk",
+            "--pooling",
+            "--data-root",
+            "--output-dir",
+        ],
+    ),
+    "sed-predict": (
+        predict_cli.main,
+        ["--classes", "--classes-file", "--checkpoint", "--official-checkpoint", "--topk", "--output-dir"],
+    ),
     "sed-demo": (demo_cli.main, ["--output-dir", "--iters", "--device", "--quick", "--topk"]),
 }
 
@@ -67,8 +96,22 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained_run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """sed-train for 2 iterations on the prepared demo data, then --resume to 3."""
     out = tmp_path_factory.mktemp("train") / "run"
-    common = ["--preset", "sed_tiny", "--data-root", str(demo_root), "--output-dir", str(out), "--batch-size", "2",
-              "--no-progress", "--no-tensorboard", "--eval-max-images", "2", "--checkpoint-every", "2"]
+    common = [
+        "--preset",
+        "sed_tiny",
+        "--data-root",
+        str(demo_root),
+        "--output-dir",
+        str(out),
+        "--batch-size",
+        "2",
+        "--no-progress",
+        "--no-tensorboard",
+        "--eval-max-images",
+        "2",
+        "--checkpoint-every",
+        "2",
+    ]
     assert train_cli.main([*common, "--max-iters", "2"]) == 0
     assert (out / "checkpoints" / "ckpt_0000002.pt").is_file()
     assert train_cli.main([*common, "--max-iters", "3", "--resume"]) == 0
@@ -137,12 +180,26 @@ def test_benchmark_names_map_to_datasets() -> None:
     six = resolve_benchmarks(["all"])
     assert [b.key for b in six] == ["a847", "pc459", "a150", "pc59", "pas20", "pas20b"]
     assert [b.dataset for b in six] == [
-        "ade20k_847", "pascal_context_459", "ade20k_150", "pascal_context_59", "voc20", "voc20b"
+        "ade20k_847",
+        "pascal_context_459",
+        "ade20k_150",
+        "pascal_context_59",
+        "voc20",
+        "voc20b",
     ]
     assert [b.key for b in resolve_benchmarks(["A-150", "PAS-20b", "ade20k_150"])] == ["a150", "pas20b"]
     assert resolve_benchmarks(["demo"])[0].dataset == "demo"
     with pytest.raises(ValueError, match="--benchmarks.*a847"):
         resolve_benchmarks(["a999"])
+
+
+def test_demo_dataset_falls_back_to_memory(tmp_path: Path, demo_root: Path) -> None:
+    generated = build_split("demo", tmp_path, "val")
+    assert len(generated) == 16 and tuple(generated[0]["image"].shape) == (3, 128, 128)
+    prepared = build_split("demo", demo_root, "val")
+    assert len(prepared) == 3 and tuple(prepared[0]["image"].shape) == (3, 64, 64)
+    with pytest.raises(FileNotFoundError, match="ovcore prepare"):
+        build_split("ade20k_150", tmp_path, "val")
 
 
 def test_pas20b_protocol_collapses_background_proxies() -> None:
@@ -157,8 +214,19 @@ def test_eval_on_demo_data_with_and_without_cer(
     trained_run: Path, demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     ckpt = trained_run / "checkpoints" / "ckpt_0000003.pt"
-    common = ["--dataset", "demo", "--data-root", str(demo_root), "--checkpoint", str(ckpt),
-              "--output-dir", str(tmp_path), "--no-progress", "--num-workers", "0"]
+    common = [
+        "--dataset",
+        "demo",
+        "--data-root",
+        str(demo_root),
+        "--checkpoint",
+        str(ckpt),
+        "--output-dir",
+        str(tmp_path),
+        "--no-progress",
+        "--num-workers",
+        "0",
+    ]
     assert eval_cli.main(common) == 0  # the preset comes from the checkpoint
     assert eval_cli.main([*common, "--topk", "2"]) == 0
     out = capsys.readouterr().out
@@ -178,6 +246,64 @@ def test_eval_errors_name_the_argument(capsys: pytest.CaptureFixture, tmp_path: 
     assert "--official-checkpoint" in err
     assert "--benchmarks" in _fails(eval_cli.main, ["--benchmarks", "a999", "--random-weights"], capsys)
     assert "no weights" in _fails(eval_cli.main, ["--dataset", "demo"], capsys)
+
+
+def _official_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our state dict under the official detectron2 names (spec §10)."""
+    prefixes = {
+        "encoder.clip.": "sem_seg_head.predictor.clip_model.",
+        "decoder.": "sem_seg_head.predictor.transformer.",
+    }
+    out = {}
+    for key, value in state.items():
+        ours = next(p for p in prefixes if key.startswith(p))
+        out[prefixes[ours] + key[len(ours) :]] = value
+    return out
+
+
+def test_official_and_converted_checkpoints(demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    torch.manual_seed(1)
+    model = sed.create_sed("sed_tiny", pretrained_clip=None)
+    official = tmp_path / "official.pth"
+    torch.save({"model": _official_layout(model.state_dict()), "iteration": 79999}, official)
+    argv = [
+        "--official-checkpoint",
+        str(official),
+        "--dataset",
+        "demo",
+        "--data-root",
+        str(demo_root),
+        "--output-dir",
+        str(tmp_path / "eval"),
+        "--no-progress",
+        "--num-workers",
+        "0",
+        "--max-images",
+        "2",
+    ]
+    # The released checkpoints are B or L, told apart by the CLIP stem; a tiny one needs --preset.
+    assert "--official-checkpoint" in _fails(eval_cli.main, argv, capsys)
+    assert eval_cli.main([*argv, "--preset", "sed_tiny"]) == 0
+    assert json.loads((tmp_path / "eval" / "demo.json").read_text())["num_images"] == 2
+    assert "converted" in capsys.readouterr().out
+    # sed-convert writes the preset into the .safetensors metadata, so sed-predict needs no --preset.
+    converted = tmp_path / "tiny.safetensors"
+    assert convert_main([str(official), str(converted), "--variant", "sed_tiny"]) == 0
+    _write_images(tmp_path / "images")
+    argv = [
+        str(tmp_path / "images" / "a.png"),
+        "--classes",
+        "sky,grass",
+        "--checkpoint",
+        str(converted),
+        "--output-dir",
+        str(tmp_path / "pred"),
+        "--device",
+        "cpu",
+    ]
+    assert predict_cli.main(argv) == 0
+    assert "preset sed_tiny" in capsys.readouterr().out
+    assert Image.open(tmp_path / "pred" / "a_labels.png").size == (56, 40)
 
 
 # ----------------------------------------------------------------------------------------------------- predict
@@ -211,8 +337,18 @@ def _write_images(folder: Path) -> dict[str, tuple[int, int]]:
 def test_predict_writes_label_maps_and_overlays(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     sizes = _write_images(tmp_path / "images")
     out = tmp_path / "pred"
-    argv = [str(tmp_path / "images"), "--classes", "sky,grass|lawn,water", "--preset", "sed_tiny",
-            "--random-weights", "--output-dir", str(out), "--device", "cpu"]
+    argv = [
+        str(tmp_path / "images"),
+        "--classes",
+        "sky,grass|lawn,water",
+        "--preset",
+        "sed_tiny",
+        "--random-weights",
+        "--output-dir",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     assert predict_cli.main(argv) == 0
     for name, (h, w) in sizes.items():
         labels = Image.open(out / f"{name}_labels.png")
@@ -226,8 +362,20 @@ def test_predict_writes_label_maps_and_overlays(tmp_path: Path, capsys: pytest.C
     # CER and a file vocabulary, one image by file name.
     vocab = tmp_path / "vocab.json"
     vocab.write_text(json.dumps(["sky", "grass", "water", "sand"]))
-    argv = [str(tmp_path / "images" / "a.png"), "--classes-file", str(vocab), "--preset", "sed_tiny",
-            "--random-weights", "--topk", "1", "--output-dir", str(tmp_path / "cer"), "--device", "cpu"]
+    argv = [
+        str(tmp_path / "images" / "a.png"),
+        "--classes-file",
+        str(vocab),
+        "--preset",
+        "sed_tiny",
+        "--random-weights",
+        "--topk",
+        "1",
+        "--output-dir",
+        str(tmp_path / "cer"),
+        "--device",
+        "cpu",
+    ]
     assert predict_cli.main(argv) == 0
     record = json.loads((tmp_path / "cer" / "predictions.json").read_text())
     assert record["cer_topk"] == 1 and record["images"][0]["cer_kept"][0] <= 4
@@ -261,14 +409,27 @@ def test_demo_quick_writes_metrics_and_overlays(tmp_path: Path, capsys: pytest.C
     assert metrics["iterations"] == 3
     for key in ("untrained", "plain", "cer"):
         assert 0.0 <= metrics[key]["mIoU"] <= 100.0
-    assert metrics["cer"]["cer_topk"] == 2
-    for name in ("plain.json", "cer_top2.json", "untrained.json"):
+    assert metrics["cer"]["cer_topk"] == 4
+    for name in ("plain.json", "cer_top4.json", "untrained.json"):
         assert (out / "eval" / name).is_file()
     overlays = sorted((out / "predictions").glob("*_overlay.png"))
     assert len(overlays) == 2 and len(list((out / "predictions").glob("*_labels.png"))) == 2
     assert len(list((out / "ground_truth").glob("*_overlay.png"))) == 2
     assert (out / "train" / "checkpoints" / "ckpt_0000003.pt").is_file()
-    # A second run into the same folder replaces the first (the engine would refuse foreign checkpoints).
-    assert demo_cli.main(["--quick", "--iters", "2", "--output-dir", str(out), "--num-overlays", "1"]) == 0
-    assert json.loads((out / "metrics.json").read_text())["iterations"] == 2
-    assert not (out / "train" / "checkpoints" / "ckpt_0000003.pt").exists()
+
+
+def test_demo_replaces_only_its_own_runs(tmp_path: Path) -> None:
+    # A previous demo run is cleared (the engine would refuse its later checkpoints) ...
+    out = tmp_path / "demo"
+    (out / "train" / "checkpoints").mkdir(parents=True)
+    (out / "train" / "checkpoints" / "ckpt_0000800.pt").write_bytes(b"")
+    (out / "predictions").mkdir()
+    (out / "metrics.json").write_text(json.dumps({"command": "sed-demo"}))
+    (out / "notes.txt").write_text("mine")
+    demo_cli._prepare_output(out)
+    assert not (out / "train").exists() and not (out / "predictions").exists() and (out / "notes.txt").exists()
+    # ... a training folder the demo did not write is left alone.
+    other = tmp_path / "other"
+    (other / "train").mkdir(parents=True)
+    with pytest.raises(ValueError, match="--output-dir"):
+        demo_cli._prepare_output(other)

@@ -22,59 +22,127 @@ def official_shapes(variant: str) -> dict[str, tuple[int, ...]]:
     d = {"b": 640, "l": 768}[variant]
     layers = {"b": 12, "l": 16}[variant]
     s: dict[str, tuple[int, ...]] = {
-        "positional_embedding": (77, d), "text_projection": (d, d), "logit_scale": (),
-        "token_embedding.weight": (49408, d), "ln_final.weight": (d,), "ln_final.bias": (d,),
+        "positional_embedding": (77, d),
+        "text_projection": (d, d),
+        "logit_scale": (),
+        "token_embedding.weight": (49408, d),
+        "ln_final.weight": (d,),
+        "ln_final.bias": (d,),
     }
     for i in range(layers):
         r = f"transformer.resblocks.{i}."
-        s.update({r + "ln_1.weight": (d,), r + "ln_1.bias": (d,), r + "ln_2.weight": (d,), r + "ln_2.bias": (d,),
-                  r + "attn.in_proj_weight": (3 * d, d), r + "attn.in_proj_bias": (3 * d,),
-                  r + "attn.out_proj.weight": (d, d), r + "attn.out_proj.bias": (d,),
-                  r + "mlp.c_fc.weight": (4 * d, d), r + "mlp.c_fc.bias": (4 * d,),
-                  r + "mlp.c_proj.weight": (d, 4 * d), r + "mlp.c_proj.bias": (d,)})
+        s.update(
+            {
+                r + "ln_1.weight": (d,),
+                r + "ln_1.bias": (d,),
+                r + "ln_2.weight": (d,),
+                r + "ln_2.bias": (d,),
+                r + "attn.in_proj_weight": (3 * d, d),
+                r + "attn.in_proj_bias": (3 * d,),
+                r + "attn.out_proj.weight": (d, d),
+                r + "attn.out_proj.bias": (d,),
+                r + "mlp.c_fc.weight": (4 * d, d),
+                r + "mlp.c_fc.bias": (4 * d,),
+                r + "mlp.c_proj.weight": (d, 4 * d),
+                r + "mlp.c_proj.bias": (d,),
+            }
+        )
     t = "visual.trunk."
-    s.update({t + "stem.0.weight": (chans[0], 3, 4, 4), t + "stem.0.bias": (chans[0],),
-              t + "stem.1.weight": (chans[0],), t + "stem.1.bias": (chans[0],),
-              t + "head.norm.weight": (chans[3],), t + "head.norm.bias": (chans[3],)})
+    s.update(
+        {
+            t + "stem.0.weight": (chans[0], 3, 4, 4),
+            t + "stem.0.bias": (chans[0],),
+            t + "stem.1.weight": (chans[0],),
+            t + "stem.1.bias": (chans[0],),
+            t + "head.norm.weight": (chans[3],),
+            t + "head.norm.bias": (chans[3],),
+        }
+    )
     for st, depth in enumerate((3, 3, 27, 3)):
         c = chans[st]
         if st:
             p = chans[st - 1]
-            s.update({f"{t}stages.{st}.downsample.0.weight": (p,), f"{t}stages.{st}.downsample.0.bias": (p,),
-                      f"{t}stages.{st}.downsample.1.weight": (c, p, 2, 2), f"{t}stages.{st}.downsample.1.bias": (c,)})
+            s.update(
+                {
+                    f"{t}stages.{st}.downsample.0.weight": (p,),
+                    f"{t}stages.{st}.downsample.0.bias": (p,),
+                    f"{t}stages.{st}.downsample.1.weight": (c, p, 2, 2),
+                    f"{t}stages.{st}.downsample.1.bias": (c,),
+                }
+            )
         for j in range(depth):
             b = f"{t}stages.{st}.blocks.{j}."
-            s.update({b + "gamma": (c,), b + "conv_dw.weight": (c, 1, 7, 7), b + "conv_dw.bias": (c,),
-                      b + "norm.weight": (c,), b + "norm.bias": (c,), b + "mlp.fc1.weight": (4 * c, c),
-                      b + "mlp.fc1.bias": (4 * c,), b + "mlp.fc2.weight": (c, 4 * c), b + "mlp.fc2.bias": (c,)})
+            s.update(
+                {
+                    b + "gamma": (c,),
+                    b + "conv_dw.weight": (c, 1, 7, 7),
+                    b + "conv_dw.bias": (c,),
+                    b + "norm.weight": (c,),
+                    b + "norm.bias": (c,),
+                    b + "mlp.fc1.weight": (4 * c, c),
+                    b + "mlp.fc1.bias": (4 * c,),
+                    b + "mlp.fc2.weight": (c, 4 * c),
+                    b + "mlp.fc2.bias": (c,),
+                }
+            )
     if variant == "b":
         s["visual.head.proj.weight"] = (640, 1024)
     else:
-        s.update({"visual.head.mlp.fc1.weight": (1536, 1536), "visual.head.mlp.fc1.bias": (1536,),
-                  "visual.head.mlp.fc2.weight": (768, 1536)})
+        s.update(
+            {
+                "visual.head.mlp.fc1.weight": (1536, 1536),
+                "visual.head.mlp.fc1.bias": (1536,),
+                "visual.head.mlp.fc2.weight": (768, 1536),
+            }
+        )
     out = {CLIP + k: v for k, v in s.items()}
     g = {"b": (512, 256, 128), "l": (768, 384, 192)}[variant]
     dec: dict[str, tuple[int, ...]] = {"conv1.weight": (128, 80, 7, 7), "conv1.bias": (128,)}
-    for i, (cin, cout) in enumerate(zip(g, (32, 16, 8))):
-        dec.update({f"decoder_guidance_projection.{i}.0.weight": (cout, cin, 3, 3),
-                    f"decoder_guidance_projection.{i}.0.bias": (cout,)})
-    for i, (cin, cout) in enumerate(zip((80, 32, 16), (32, 16, 8))):
-        dec.update({f"decoder_corr_guidance_projection.{i}.0.weight": (cin, cout, 2, 2),
-                    f"decoder_corr_guidance_projection.{i}.0.bias": (cout,)})
+    for i, (cin, cout) in enumerate(zip(g, (32, 16, 8), strict=True)):
+        dec.update(
+            {
+                f"decoder_guidance_projection.{i}.0.weight": (cout, cin, 3, 3),
+                f"decoder_guidance_projection.{i}.0.bias": (cout,),
+            }
+        )
+    for i, (cin, cout) in enumerate(zip((80, 32, 16), (32, 16, 8), strict=True)):
+        dec.update(
+            {
+                f"decoder_corr_guidance_projection.{i}.0.weight": (cin, cout, 2, 2),
+                f"decoder_corr_guidance_projection.{i}.0.bias": (cout,),
+            }
+        )
     for n, (cin, cout, gd) in enumerate([(128, 64, 32), (64, 32, 16), (32, 16, 8)], 1):
         p = f"decoder{n}."
-        dec.update({p + "up.weight": (cin, cin - gd, 2, 2), p + "up.bias": (cin - gd,),
-                    p + "conv.double_conv.0.weight": (cout, cin + gd, 3, 3),
-                    p + "conv.double_conv.3.weight": (cout, cout, 3, 3),
-                    p + "cnext.gamma": (cin,), p + "cnext.dwconv.weight": (cin, 1, 9, 9), p + "cnext.dwconv.bias": (cin,),
-                    p + "cnext.pwconv1.weight": (4 * cin, cin), p + "cnext.pwconv1.bias": (4 * cin,),
-                    p + "cnext.pwconv2.weight": (cin, 4 * cin), p + "cnext.pwconv2.bias": (cin,),
-                    p + "attention.MLP.0.weight": (4 * cin, cin), p + "attention.MLP.0.bias": (4 * cin,),
-                    p + "attention.MLP.2.weight": (cin, 4 * cin), p + "attention.MLP.2.bias": (cin,)})
+        dec.update(
+            {
+                p + "up.weight": (cin, cin - gd, 2, 2),
+                p + "up.bias": (cin - gd,),
+                p + "conv.double_conv.0.weight": (cout, cin + gd, 3, 3),
+                p + "conv.double_conv.3.weight": (cout, cout, 3, 3),
+                p + "cnext.gamma": (cin,),
+                p + "cnext.dwconv.weight": (cin, 1, 9, 9),
+                p + "cnext.dwconv.bias": (cin,),
+                p + "cnext.pwconv1.weight": (4 * cin, cin),
+                p + "cnext.pwconv1.bias": (4 * cin,),
+                p + "cnext.pwconv2.weight": (cin, 4 * cin),
+                p + "cnext.pwconv2.bias": (cin,),
+                p + "attention.MLP.0.weight": (4 * cin, cin),
+                p + "attention.MLP.0.bias": (4 * cin,),
+                p + "attention.MLP.2.weight": (cin, 4 * cin),
+                p + "attention.MLP.2.bias": (cin,),
+            }
+        )
         for suffix in ("weight", "bias"):
-            dec.update({f"{p}conv.double_conv.1.{suffix}": (cout,), f"{p}conv.double_conv.4.{suffix}": (cout,),
-                        f"{p}cnext.norm.{suffix}": (cin,), f"{p}attention.norm1.{suffix}": (cin,),
-                        f"{p}attention.norm2.{suffix}": (cin,)})
+            dec.update(
+                {
+                    f"{p}conv.double_conv.1.{suffix}": (cout,),
+                    f"{p}conv.double_conv.4.{suffix}": (cout,),
+                    f"{p}cnext.norm.{suffix}": (cin,),
+                    f"{p}attention.norm1.{suffix}": (cin,),
+                    f"{p}attention.norm2.{suffix}": (cin,),
+                }
+            )
             for q in "qkv":
                 dec[f"{p}attention.attention.{q}.{suffix}"] = (cin, cin) if suffix == "weight" else (cin,)
     for name, c in (("head0", 128), ("head1", 64), ("head2", 32), ("head", 16)):
@@ -93,15 +161,17 @@ def test_official_b_and_l_land_where_they_belong(variant: str, count: int) -> No
     assert len(converted) == count  # nothing left over, nothing invented
     for old, tensor in state.items():
         prefix = next(p for p in OFFICIAL_PREFIXES if old.startswith(p))
-        assert converted[OFFICIAL_PREFIXES[prefix] + old[len(prefix):]] is tensor
+        assert converted[OFFICIAL_PREFIXES[prefix] + old[len(prefix) :]] is tensor
     model = sed.create_sed(f"sed_convnext_{variant}_768", pretrained_clip=None, device="meta")
     missing, unexpected = model.load_state_dict(converted, strict=True, assign=True)
     assert not missing and not unexpected
     ours = dict(model.named_parameters())
-    for old, new in [(DEC + "decoder1.attention.attention.q.weight", "decoder.decoder1.attention.attention.q.weight"),
-                     (DEC + "decoder_guidance_projection.0.0.weight", "decoder.decoder_guidance_projection.0.0.weight"),
-                     (CLIP + "visual.trunk.stages.2.blocks.26.gamma", "encoder.clip.visual.trunk.stages.2.blocks.26.gamma"),
-                     (CLIP + "token_embedding.weight", "encoder.clip.token_embedding.weight")]:
+    for old, new in [
+        (DEC + "decoder1.attention.attention.q.weight", "decoder.decoder1.attention.attention.q.weight"),
+        (DEC + "decoder_guidance_projection.0.0.weight", "decoder.decoder_guidance_projection.0.0.weight"),
+        (CLIP + "visual.trunk.stages.2.blocks.26.gamma", "encoder.clip.visual.trunk.stages.2.blocks.26.gamma"),
+        (CLIP + "token_embedding.weight", "encoder.clip.token_embedding.weight"),
+    ]:
         assert tuple(ours[new].shape) == shapes[old]
 
 
@@ -124,7 +194,7 @@ def _official_file(model: sed.SED, path, numpy_key: str | None = None):
     state = {}
     for k, v in model.state_dict().items():
         prefix = next(p for p in inverse if k.startswith(p))
-        state[inverse[prefix] + k[len(prefix):]] = v.clone()
+        state[inverse[prefix] + k[len(prefix) :]] = v.clone()
     if numpy_key is not None:
         state[numpy_key] = state[numpy_key].numpy()  # some detectron2 checkpoints store numpy arrays
     torch.save({"model": state, "__author__": "SED", "iteration": 79999, "scheduler": {"last_epoch": 3}}, path)

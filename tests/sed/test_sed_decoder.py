@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from sed_testing import decoder_inputs, make_aggregator
 from official_sed import official_fast_forward, official_forward
+from sed_testing import decoder_inputs, make_aggregator
 
 from sed import fold_up_into_conv
 
@@ -24,7 +24,7 @@ def test_autograd_path_matches_official(mode: str) -> None:
     ref = official_forward(agg, cost, feats, pool=agg.pooling)
     logits, aux = agg(cost, feats)
     assert torch.is_grad_enabled() and logits.requires_grad
-    for ours, theirs in zip([logits, *aux], ref):
+    for ours, theirs in zip([logits, *aux], ref, strict=True):
         _close(ours, theirs)
 
 
@@ -39,7 +39,7 @@ def test_inference_path_matches_official(mode: str, chunk: int | None, workers: 
     with torch.no_grad():
         ref = official_forward(agg, cost, feats, pool=agg.pooling)
         logits, aux = agg(cost, feats)
-    for ours, theirs in zip([logits, *aux], ref):
+    for ours, theirs in zip([logits, *aux], ref, strict=True):
         _close(ours, theirs)
 
 
@@ -65,9 +65,21 @@ def test_stage_shapes_768(variant: str) -> None:
     def hook(name):
         return lambda mod, inp, out: shapes.__setitem__(name, tuple(out.shape))
 
-    for name in ["conv1", "head0", "head1", "head2", "head", "decoder1.cnext", "decoder1.up", "decoder2.up",
-                 "decoder3.up", "decoder_guidance_projection.0", "decoder_guidance_projection.2",
-                 "decoder_corr_guidance_projection.0", "decoder_corr_guidance_projection.2"]:
+    for name in [
+        "conv1",
+        "head0",
+        "head1",
+        "head2",
+        "head",
+        "decoder1.cnext",
+        "decoder1.up",
+        "decoder2.up",
+        "decoder3.up",
+        "decoder_guidance_projection.0",
+        "decoder_guidance_projection.2",
+        "decoder_corr_guidance_projection.0",
+        "decoder_corr_guidance_projection.2",
+    ]:
         agg.get_submodule(name).register_forward_hook(hook(name))
     logits, aux = agg(cost, feats)  # autograd path: every module is called on the batched (B*T) tensors
     assert shapes["conv1"] == (2, 128, 24, 24)
@@ -155,3 +167,31 @@ def test_fused_head0_equals_head0_of_conv1(size) -> None:
         fused = agg._aux0(run, rows)
         ref = agg.head0(agg.conv1(rows))[:, 0]
     _close(fused, ref, atol=1e-5)
+
+
+def test_chunk_runner_restores_threads_and_propagates_errors() -> None:
+    from sed._parallel import ChunkRunner
+
+    threads = torch.get_num_threads()
+    weight = torch.nn.Parameter(torch.ones(3))
+    out = torch.zeros(8, 3)
+    seen: list[bool] = []
+
+    def fill(i: int, j: int) -> None:
+        seen.append(torch.is_grad_enabled())
+        out[i:j] = weight * torch.arange(i, j).float()[:, None]
+
+    with torch.no_grad(), ChunkRunner(torch.device("cpu"), workers=2, budget=1) as run:
+        assert run.split(8, 1) == [(i, i + 1) for i in range(8)]
+        run.map(fill, run.split(8, 1))
+    assert torch.get_num_threads() == threads
+    assert not any(seen) and not out.requires_grad  # workers re-enter the caller's no-grad mode
+    torch.testing.assert_close(out[:, 0], torch.arange(8).float())
+
+    def boom(i: int, j: int) -> None:
+        raise RuntimeError(f"chunk {i}")
+
+    with pytest.raises(RuntimeError, match="chunk"):
+        with ChunkRunner(torch.device("cpu"), workers=2) as run:
+            run.map(boom, [(0, 1), (1, 2)])
+    assert torch.get_num_threads() == threads

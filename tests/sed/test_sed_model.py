@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from ovcore.text import get_templates
 
 import sed
+from ovcore.text import get_templates
 from sed.layers import ChannelsLastLayerNorm
 
 # ----------------------------------------------------------------------------------------------------- presets
@@ -55,7 +55,11 @@ def test_convnext_b_forward_shapes_small_input() -> None:
         logits, aux = model.decoder(cost, skips)
     assert x.shape == (1, 3, 64, 64)
     assert {k: tuple(v.shape[1:]) for k, v in feats.items()} == {
-        "res2": (128, 16, 16), "res3": (256, 8, 8), "res4": (512, 4, 4), "res5": (1024, 2, 2)}
+        "res2": (128, 16, 16),
+        "res3": (256, 8, 8),
+        "res4": (512, 4, 4),
+        "res5": (1024, 2, 2),
+    }
     assert dense.shape == (1, 640, 2, 2) and cost.shape == (1, 80, 3, 2, 2)
     assert logits.shape == (1, 3, 16, 16) and [a.shape[-1] for a in aux] == [2, 4, 8]
 
@@ -71,8 +75,12 @@ def test_tiny_presets_every_stage(preset: str) -> None:
         logits, aux = model.decoder(cost, skips)
     t = len(model.class_names)
     assert t == 8 and model.text_embeddings.shape == (8, 80, model.encoder.embed_dim)
-    assert [tuple(f.shape[-2:]) for f in feats.values()] == [(s // 4,) * 2, (s // 8,) * 2, (s // 16,) * 2,
-                                                             (s // 32,) * 2]
+    assert [tuple(f.shape[-2:]) for f in feats.values()] == [
+        (s // 4,) * 2,
+        (s // 8,) * 2,
+        (s // 16,) * 2,
+        (s // 32,) * 2,
+    ]
     assert cost.shape == (2, 80, t, s // 32, s // 32)
     assert [tuple(f.shape[1:]) for f in skips] == [(64, s // 16, s // 16), (32, s // 8, s // 8), (16, s // 4, s // 4)]
     assert logits.shape == (2, t, s // 4, s // 4)
@@ -131,8 +139,12 @@ def test_predict_follows_the_test_pipeline(tiny_model: sed.SED) -> None:
     assert out["stats"] == {"kept": [[t, t, t], [t, t, t]], "num_classes": t}
     # Manual pipeline: normalise, warp, decoder, sigmoid, resize back.
     with torch.no_grad():
-        x = F.interpolate((images.float() - tiny_model.pixel_mean) / tiny_model.pixel_std, size=(64, 64),
-                          mode="bilinear", align_corners=False)
+        x = F.interpolate(
+            (images.float() - tiny_model.pixel_mean) / tiny_model.pixel_std,
+            size=(64, 64),
+            mode="bilinear",
+            align_corners=False,
+        )
         logits, _ = tiny_model.forward_logits(x)
         ref = F.interpolate(logits.sigmoid(), size=(40, 52), mode="bilinear", align_corners=False)
     torch.testing.assert_close(out["probs"], ref, atol=1e-5, rtol=1e-4)
@@ -181,8 +193,10 @@ def test_bce_loss_matches_one_hot_bce() -> None:
 
 
 def test_forward_returns_the_four_losses(tiny_model: sed.SED) -> None:
-    batch = {"image": torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8),
-             "label": torch.randint(0, 8, (2, 64, 64))}
+    batch = {
+        "image": torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8),
+        "label": torch.randint(0, 8, (2, 64, 64)),
+    }
     tiny_model.train()
     try:
         losses = tiny_model(batch)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ovcore.data import DemoSegmentation, collate_samples
-from ovcore.metrics import SegEvaluator
 
 import sed
+from ovcore.data import DemoSegmentation, collate_samples
+from ovcore.metrics import SegEvaluator
 
 
 def _miou(model: sed.SED, batch: dict) -> float:

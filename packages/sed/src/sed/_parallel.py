@@ -18,7 +18,7 @@ import torch
 
 __all__ = ["ChunkRunner"]
 
-CPU_BUDGET = 1 << 21  # 8 MB of fp32: the chunk's working set stays near the L2 / L3 caches
+CPU_BUDGET = 1 << 19  # 2 MB of fp32: a chunk's working set stays in the L2 cache
 ACCEL_BUDGET = 1 << 26
 _LOCK = threading.Lock()
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -42,7 +42,7 @@ class ChunkRunner:
     Args:
         device: the tensors' device; only CPU uses worker threads (CUDA ops are asynchronous anyway).
         workers: number of worker threads; default ``torch.get_num_threads()``.
-        budget: elements of the largest intermediate of one chunk; default 2M on CPU, 64M elsewhere.
+        budget: elements of the largest intermediate of one chunk; default 512K on CPU, 64M elsewhere.
     """
 
     def __init__(self, device: torch.device, workers: int | None = None, budget: int | None = None) -> None:

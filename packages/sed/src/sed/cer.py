@@ -8,14 +8,13 @@ that later stages (cost guidance K_l, skip terms) are only ever computed for sur
 from __future__ import annotations
 
 import torch
+
 from ovkernels import compact_categories, gather_categories, topk_category_mask
 
 __all__ = ["select_categories", "scatter_probabilities"]
 
 
-def select_categories(
-    logits: torch.Tensor, k: int, *rows: torch.Tensor
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def select_categories(logits: torch.Tensor, k: int, *rows: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Keep the union over pixels of each pixel's top-k classes of one image.
 
     Args:

@@ -132,7 +132,7 @@ def _model_dict(obj: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         if tensor is None:
             skipped.append(key)
         else:
-            out[key[len("module."):] if key.startswith("module.") else key] = tensor
+            out[key[len("module.") :] if key.startswith("module.") else key] = tensor
     if skipped:
         warnings.warn(f"ignoring non-tensor checkpoint entries: {skipped[:10]}", stacklevel=3)
     return out
@@ -156,15 +156,17 @@ def infer_variant(state: Mapping[str, Any]) -> str:
     stem = state.get(_STEM_KEY)
     width = None if stem is None else int(stem.shape[0])
     if width not in _STEM_WIDTH:
-        raise ValueError(f"cannot tell the SED variant: {_STEM_KEY} has shape "
-                         f"{None if stem is None else tuple(stem.shape)}; pass variant='b' or 'l'")
+        raise ValueError(
+            f"cannot tell the SED variant: {_STEM_KEY} has shape "
+            f"{None if stem is None else tuple(stem.shape)}; pass variant='b' or 'l'"
+        )
     return _STEM_WIDTH[width]
 
 
 def _rename(key: str) -> str | None:
     for old, new in OFFICIAL_PREFIXES.items():
         if key.startswith(old):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     return None
 
 
@@ -179,8 +181,10 @@ def _check(state: Mapping[str, torch.Tensor], shapes: Mapping[str, tuple[int, ..
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:5]})")
         if wrong:
-            parts.append("shape mismatches: " + ", ".join(
-                f"{k} {tuple(state[k].shape)} != {tuple(shapes[k])}" for k in wrong[:5]))
+            parts.append(
+                "shape mismatches: "
+                + ", ".join(f"{k} {tuple(state[k].shape)} != {tuple(shapes[k])}" for k in wrong[:5])
+            )
         raise ValueError(f"{what} does not fit: " + "; ".join(parts))
 
 

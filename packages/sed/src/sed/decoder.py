@@ -6,12 +6,12 @@ Two forward paths compute the same function:
   skip guidance is never repeated T times: DoubleConv's first conv is linear in its input, so the conv over
   ``[up, repeat(G), K]`` is split into ``conv_up+K([up, K]) + conv_G(G)`` with the second term computed once per
   image and broadcast over the classes.
-* the inference path (no grad): per image, classes processed in chunks so that every intermediate stays a few MB
-  (on CPU fresh large buffers cost page faults that dominate the official decoder's run time), channels_last
-  convs, in-place activations, class attention run in chunks of pixels, and the transposed-conv ``up`` folded into
-  the following 3x3 conv (``conv3x3(convT_k2s2(x)) == convT_k4s2p1(x) + bias map``, both linear). Category early
-  rejection (`Aggregator.forward_cer`) uses this path; the cost-guidance chain K1 -> K2 -> K3 and the skip terms are
-  computed only for the classes that survive each stage.
+* the inference path (no grad): per image, classes (and, for the class attention, pixels) processed in chunks of a
+  few MB, on CPU worker threads (`sed._parallel`), with channels_last convs, in-place activations and the
+  transposed-conv ``up`` folded into the following 3x3 conv (``conv3x3(convT_k2s2(x)) == convT_k4s2p1(x) + bias
+  map``, both linear). Category early rejection (`Aggregator.forward_cer`) uses this path: stage-1 scores come from
+  ``head0 o conv1`` fused into one 80 -> 1 conv, and conv1, the cost-guidance chain K1 -> K2 -> K3 and the skip
+  terms are computed only for the classes that survive each stage.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from ovkernels import depthwise_conv2d
 from torch import nn
 
+from ovkernels import depthwise_conv2d
 from sed._parallel import ChunkRunner
 from sed.cer import scatter_probabilities, select_categories
 from sed.layers import Up
@@ -80,7 +80,7 @@ class Aggregator(nn.Module):
         pooling_train: class-attention average pooling in training mode (official train config: 2).
         pooling_eval: pooling in eval mode (official eval.sh: 1).
         layer_scale_init: ConvNeXt `gamma` initial value (official: 1.0).
-        chunk_elems: inference chunk budget in elements of the largest intermediate; None = 2M on CPU (fits
+        chunk_elems: inference chunk budget in elements of the largest intermediate; None = 512K on CPU (fits
             the caches better), 64M on accelerators (fewer launches).
         workers: CPU worker threads of the inference path; None = ``torch.get_num_threads()`` at call time.
     """
@@ -111,21 +111,24 @@ class Aggregator(nn.Module):
         self.conv1 = nn.Conv2d(num_templates, hidden_dim, kernel_size=7, stride=1, padding=3)
         self.decoder_guidance_projection = nn.ModuleList(
             nn.Sequential(nn.Conv2d(g, p, kernel_size=3, stride=1, padding=1), nn.ReLU())
-            for g, p in zip(guidance_dims, guidance_proj_dims)
+            for g, p in zip(guidance_dims, guidance_proj_dims, strict=True)
         )
         # The official chain is hard-coded (80, 32, 16): P templates in, then each layer's guidance width.
         corr_dims = (num_templates, *guidance_proj_dims[:-1])
         self.decoder_corr_guidance_projection = nn.ModuleList(
             nn.Sequential(nn.ConvTranspose2d(c, p, kernel_size=2, stride=2), nn.ReLU())
-            for c, p in zip(corr_dims, guidance_proj_dims)
+            for c, p in zip(corr_dims, guidance_proj_dims, strict=True)
         )
         in_dims = (hidden_dim, *decoder_dims[:-1])
-        self.decoder1 = Up(in_dims[0], decoder_dims[0], guidance_proj_dims[0], kernel_sizes[0], num_heads,
-                           layer_scale_init)
-        self.decoder2 = Up(in_dims[1], decoder_dims[1], guidance_proj_dims[1], kernel_sizes[1], num_heads,
-                           layer_scale_init)
-        self.decoder3 = Up(in_dims[2], decoder_dims[2], guidance_proj_dims[2], kernel_sizes[2], num_heads,
-                           layer_scale_init)
+        self.decoder1 = Up(
+            in_dims[0], decoder_dims[0], guidance_proj_dims[0], kernel_sizes[0], num_heads, layer_scale_init
+        )
+        self.decoder2 = Up(
+            in_dims[1], decoder_dims[1], guidance_proj_dims[1], kernel_sizes[1], num_heads, layer_scale_init
+        )
+        self.decoder3 = Up(
+            in_dims[2], decoder_dims[2], guidance_proj_dims[2], kernel_sizes[2], num_heads, layer_scale_init
+        )
         self.head0 = nn.Conv2d(hidden_dim, 1, kernel_size=3, stride=1, padding=1)
         self.head1 = nn.Conv2d(decoder_dims[0], 1, kernel_size=3, stride=1, padding=1)
         self.head2 = nn.Conv2d(decoder_dims[1], 1, kernel_size=3, stride=1, padding=1)
@@ -148,7 +151,7 @@ class Aggregator(nn.Module):
         """Skip projections G1..G3 (conv3x3 + ReLU) of the detached res4, res3, res2 features."""
         if len(features) != 3:
             raise ValueError(f"expected 3 skip features (res4, res3, res2), got {len(features)}")
-        return [proj(f) for proj, f in zip(self.decoder_guidance_projection, features)]
+        return [proj(f) for proj, f in zip(self.decoder_guidance_projection, features, strict=True)]
 
     def _check_inputs(self, cost: torch.Tensor, features: Sequence[torch.Tensor]) -> None:
         if cost.dim() != 5:
@@ -183,15 +186,17 @@ class Aggregator(nn.Module):
         self._check_inputs(cost, features)
         if torch.is_grad_enabled():
             return self._forward_autograd(cost, features)
-        outs = [self._infer_image(cost[b], [f[b : b + 1] for f in features], k=None, keep_aux=with_aux)
-                for b in range(cost.shape[0])]
+        outs = [
+            self._infer_image(cost[b], [f[b : b + 1] for f in features], k=None, keep_aux=with_aux)
+            for b in range(cost.shape[0])
+        ]
         logits = torch.stack([o[0] for o in outs])
         aux = [torch.stack([o[1][i] for o in outs]) for i in range(3)] if with_aux else []
         return logits, aux
 
     @torch.no_grad()
     def forward_cer(
-        self, cost: torch.Tensor, features: Sequence[torch.Tensor], k: int
+        self, cost: torch.Tensor, features: Sequence[torch.Tensor], k: int = 8
     ) -> tuple[torch.Tensor, dict[str, list[list[int]]]]:
         """Inference with category early rejection, per image.
 
@@ -201,7 +206,8 @@ class Aggregator(nn.Module):
         Args:
             cost: (B, P, T, h, w).
             features: [res4, res3, res2].
-            k: classes kept per pixel (>= 1); k >= T keeps everything and equals the plain decoder.
+            k: classes kept per pixel (>= 1, the paper's SED-fast uses 8); k >= T keeps everything and equals
+                the plain decoder.
 
         Returns:
             probs (B, T, 8h, 8w) with rejected classes exactly 0, and stats {"kept": [[T1, T2, T3] per image]}.
@@ -214,8 +220,9 @@ class Aggregator(nn.Module):
         probs = cost.new_zeros(bsz, t, 8 * h, 8 * w)
         kept: list[list[int]] = []
         for b in range(bsz):
-            logits, _, ids, counts = self._infer_image(cost[b], [f[b : b + 1] for f in features], k=int(k),
-                                                       keep_aux=False)
+            logits, _, ids, counts = self._infer_image(
+                cost[b], [f[b : b + 1] for f in features], k=int(k), keep_aux=False
+            )
             scatter_probabilities(logits, ids, t, out=probs[b])
             kept.append(counts)
         return probs, {"kept": kept}
@@ -303,8 +310,11 @@ class Aggregator(nn.Module):
         const = const + self.head0.bias[0]
         top, bottom = (self._head0_kernel(m) for m in row_taps)
         left, right = (self._head0_kernel(m) for m in col_taps)
-        corners = [(r, c, self._head0_kernel(rm * cm)) for r, rm in ((0, row_taps[0]), (h - 1, row_taps[1]))
-                   for c, cm in ((0, col_taps[0]), (w - 1, col_taps[1]))]
+        corners = [
+            (r, c, self._head0_kernel(rm * cm))
+            for r, rm in ((0, row_taps[0]), (h - 1, row_taps[1]))
+            for c, cm in ((0, col_taps[0]), (w - 1, col_taps[1]))
+        ]
         a0 = torch.empty((t, h, w), dtype=rows.dtype, device=rows.device)
 
         def chunk(i: int, j: int) -> None:

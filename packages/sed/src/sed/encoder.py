@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
+
 from ovcore.clip import ConvNeXtCLIPEncoder, get_tokenizer
 from ovcore.text import cached_encode_vocabulary, encode_vocabulary
-from torch import nn
 
 __all__ = ["SEDEncoder"]
 

@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from ovkernels import depthwise_conv2d, linear_attention
 from torch import nn
 
-__all__ = ["ChannelsLastLayerNorm", "ConvNextBlock", "LinearAttentionLayer", "ClassTransformerLayer", "DoubleConv", "Up"]
+from ovkernels import depthwise_conv2d, linear_attention
+
+__all__ = [
+    "ChannelsLastLayerNorm",
+    "ConvNextBlock",
+    "LinearAttentionLayer",
+    "ClassTransformerLayer",
+    "DoubleConv",
+    "Up",
+]
 
 
 class ChannelsLastLayerNorm(nn.Module):
@@ -113,8 +121,15 @@ class DoubleConv(nn.Module):
 class Up(nn.Module):
     """One decoder layer: FAM (`cnext` + class `attention`) then SFM (`up` + skip/cost concat + `conv`)."""
 
-    def __init__(self, in_channels: int, out_channels: int, guidance_channels: int, kernel_size: int = 9,
-                 num_heads: int = 4, layer_scale_init: float = 1.0) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        guidance_channels: int,
+        kernel_size: int = 9,
+        num_heads: int = 4,
+        layer_scale_init: float = 1.0,
+    ) -> None:
         super().__init__()
         if guidance_channels >= in_channels:
             raise ValueError(f"guidance channels {guidance_channels} must be < layer input channels {in_channels}")

@@ -33,15 +33,18 @@ def sed_bce_loss(
     if ignore_mode not in ("negative", "mask"):
         raise ValueError(f"ignore_mode must be 'negative' or 'mask', got {ignore_mode!r}")
     if labels.dim() != 3 or logits.dim() != 4 or labels.shape[0] != logits.shape[0]:
-        raise ValueError(f"expected logits (B, T, h, w) and labels (B, H, W), got {tuple(logits.shape)}, "
-                         f"{tuple(labels.shape)}")
+        raise ValueError(
+            f"expected logits (B, T, h, w) and labels (B, H, W), got {tuple(logits.shape)}, {tuple(labels.shape)}"
+        )
     num_classes = logits.shape[1]
     x = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False).float()
     valid = labels != ignore_index
     bad = valid & ((labels < 0) | (labels >= num_classes))
     if bool(bad.any()):
-        raise ValueError(f"labels hold values outside [0, {num_classes}) that are not ignore_index={ignore_index}: "
-                         f"{torch.unique(labels[bad]).tolist()[:10]}")
+        raise ValueError(
+            f"labels hold values outside [0, {num_classes}) that are not ignore_index={ignore_index}: "
+            f"{torch.unique(labels[bad]).tolist()[:10]}"
+        )
     target = torch.where(valid, labels, torch.zeros_like(labels))
     positive = x.gather(1, target.unsqueeze(1)).squeeze(1)  # (B, H, W): logit of the true class
     softplus = F.softplus(x)

@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from ovcore.costmap import cost_map
-from ovcore.text import get_templates
 from torch import nn
 
+from ovcore.costmap import cost_map
+from ovcore.text import get_templates
 from sed.config import SEDConfig
 from sed.decoder import Aggregator
 from sed.encoder import SEDEncoder
@@ -89,9 +89,7 @@ class SED(nn.Module):
             )
         return temps
 
-    def set_vocabulary(
-        self, class_names: Sequence[str], templates: str | Sequence[str] | None = None
-    ) -> torch.Tensor:
+    def set_vocabulary(self, class_names: Sequence[str], templates: str | Sequence[str] | None = None) -> torch.Tensor:
         """Embed `class_names` with the frozen text tower and make them the current vocabulary.
 
         Embeddings are cached in memory per (names, templates) and, when the weights have an identity
@@ -122,9 +120,11 @@ class SED(nn.Module):
         p, d = self.cfg.num_templates, self.encoder.embed_dim
         if embeddings.dim() != 3 or tuple(embeddings.shape[1:]) != (p, d):
             raise ValueError(f"text embeddings must be (T, {p}, {d}), got {tuple(embeddings.shape)}")
-        names = [str(n) for n in class_names] if class_names is not None else [
-            f"class_{i}" for i in range(embeddings.shape[0])
-        ]
+        names = (
+            [str(n) for n in class_names]
+            if class_names is not None
+            else [f"class_{i}" for i in range(embeddings.shape[0])]
+        )
         if len(names) != embeddings.shape[0]:
             raise ValueError(f"{len(names)} class names for {embeddings.shape[0]} embeddings")
         self._set_embeddings(embeddings, names)
@@ -190,7 +190,7 @@ class SED(nn.Module):
         logits, aux = self.forward_logits(self.preprocess(images))
         kw = dict(ignore_index=self.cfg.ignore_index, ignore_mode=self.cfg.loss_ignore)
         outs = [logits, *aux]
-        return {name: sed_bce_loss(o, labels, **kw) for name, o in zip(LOSS_NAMES, outs)}
+        return {name: sed_bce_loss(o, labels, **kw) for name, o in zip(LOSS_NAMES, outs, strict=True)}
 
     # ------------------------------------------------------------------------------------------- inference
     def _test_resize(self, images: torch.Tensor) -> torch.Tensor:
@@ -218,7 +218,7 @@ class SED(nn.Module):
         *,
         templates: str | Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """Official test pipeline: short side 640 -> normalise -> warp to input_size -> decoder -> sigmoid -> resize back.
+        """Official test pipeline: short side 640, normalise, warp to input_size, decoder, sigmoid, resize back.
 
         Args:
             images: uint8 RGB (B, 3, H, W) (0..255 floats are accepted).
@@ -248,8 +248,7 @@ class SED(nn.Module):
                 stats = {"kept": [[t, t, t] for _ in range(cost.shape[0])]}
             stats["num_classes"] = t
             # Probabilities (not logits) are resized back to the input size, as detectron2's sem_seg_postprocess.
-            out = torch.cat([F.interpolate(p[None], size=(h, w), mode="bilinear", align_corners=False)
-                             for p in probs])
+            out = torch.cat([F.interpolate(p[None], size=(h, w), mode="bilinear", align_corners=False) for p in probs])
             return {"probs": out, "labels": out.argmax(1), "stats": stats}
         finally:
             self.train(was_training)
@@ -262,8 +261,10 @@ class SED(nn.Module):
     def param_groups_spec(self) -> list[dict[str, Any]]:
         """Names of the trainable parameters per optimiser group (no tensors), see `param_groups`."""
         groups = self._group_params()
-        return [{"name": g, "lr_mult": m, "norm": n, "param_names": [p for p, _ in items]}
-                for (g, m, n), items in groups.items()]
+        return [
+            {"name": g, "lr_mult": m, "norm": n, "param_names": [p for p, _ in items]}
+            for (g, m, n), items in groups.items()
+        ]
 
     def _group_params(self) -> dict[tuple[str, float, bool], list[tuple[str, nn.Parameter]]]:
         groups: dict[tuple[str, float, bool], list[tuple[str, nn.Parameter]]] = {}
@@ -308,19 +309,22 @@ class SED(nn.Module):
             cfg = base_lr
             base_lr = cfg.lr
             weight_decay = cfg.weight_decay if weight_decay is None else weight_decay
-            weight_decay_norm = getattr(cfg, "weight_decay_norm", 0.0) if weight_decay_norm is None else weight_decay_norm
+            if weight_decay_norm is None:
+                weight_decay_norm = getattr(cfg, "weight_decay_norm", 0.0)
         weight_decay = 1e-4 if weight_decay is None else weight_decay
         weight_decay_norm = 0.0 if weight_decay_norm is None else weight_decay_norm
         out = []
         for (name, mult, is_norm), items in self._group_params().items():
             if name.startswith("clip") and clip_multiplier is not None:
                 mult = clip_multiplier
-            out.append({
-                "name": name,
-                "params": [p for _, p in items],
-                "param_names": [n for n, _ in items],
-                "lr": float(base_lr) * mult,
-                "lr_mult": mult,
-                "weight_decay": weight_decay_norm if is_norm else weight_decay,
-            })
+            out.append(
+                {
+                    "name": name,
+                    "params": [p for _, p in items],
+                    "param_names": [n for n, _ in items],
+                    "lr": float(base_lr) * mult,
+                    "lr_mult": mult,
+                    "weight_decay": weight_decay_norm if is_norm else weight_decay,
+                }
+            )
         return out

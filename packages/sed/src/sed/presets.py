@@ -6,9 +6,9 @@ import os
 from typing import Any
 
 import torch
+
 from ovcore.clip import create_clip
 from ovcore.text import weights_id_of
-
 from sed._registry import register_sed
 from sed.config import SEDConfig, load_config
 from sed.model import SED

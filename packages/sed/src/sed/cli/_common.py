@@ -345,6 +345,19 @@ def resolve_vocabulary(classes: str | None, classes_file: str | None, dataset_cl
 
 
 @contextlib.contextmanager
+def quiet_logger(name: str, quiet: bool = True) -> Iterator[None]:
+    """Raise ``name``'s level to WARNING for the block (e.g. ovcore.evaluate's per-class tables), then restore it."""
+    logger_ = logging.getLogger(name)
+    level = logger_.level
+    if quiet:
+        logger_.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger_.setLevel(level)
+
+
+@contextlib.contextmanager
 def vocabulary(model: Any, names: Sequence[str]) -> Iterator[None]:
     """Switch ``model`` to ``names`` for the block and back afterwards (embeddings are cached in memory)."""
     previous = list(model.class_names)

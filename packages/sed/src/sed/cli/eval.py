@@ -27,6 +27,7 @@ from sed.cli._common import (
     evaluate_model,
     fmt,
     load_model,
+    quiet_logger,
     resolve_benchmarks,
     run_cli,
     say,
@@ -102,6 +103,9 @@ class EvalConfig:
     progress: bool = True
     """Show a progress bar."""
 
+    per_class: bool = False
+    """Also print the per-class IoU / accuracy table of every benchmark (it is always in the JSON)."""
+
     text_cache_dir: str | None = None
     """On-disk cache of text embeddings (default $OVCORE_CACHE_DIR/text_embeddings or ~/.cache/ovcore/...)."""
 
@@ -146,10 +150,11 @@ def run(cfg: EvalConfig) -> dict[str, dict[str, Any]]:
             dataset = _limit(dataset, cfg.max_images)
             if info.is_main:
                 say(f"{bench.title}: {len(dataset)} images, {len(protocol.vocabulary)} class names")
-            results = evaluate_model(
-                model, dataset, protocol, topk=topk, device=info.device, progress=cfg.progress and info.is_main,
-                distributed=info.world_size > 1, warmup=cfg.warmup, num_workers=cfg.num_workers,
-            )
+            with quiet_logger("ovcore.evaluate", not cfg.per_class):
+                results = evaluate_model(
+                    model, dataset, protocol, topk=topk, device=info.device, progress=cfg.progress and info.is_main,
+                    distributed=info.world_size > 1, warmup=cfg.warmup, num_workers=cfg.num_workers,
+                )
             results.update(benchmark=bench.title, weights=what, pooling=cfg.pooling, split=cfg.split)
             if info.is_main:
                 write_json(out / f"{bench.key}{suffix}.json", results)

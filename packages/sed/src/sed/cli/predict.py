@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import tyro
@@ -39,7 +39,7 @@ __all__ = ["PredictConfig", "collect_images", "predict_files", "main"]
 class PredictConfig:
     """Segment images with a free vocabulary: label-map PNGs and overlays with a legend."""
 
-    inputs: tyro.conf.Positional[tuple[str, ...]]
+    inputs: Annotated[tuple[str, ...], tyro.conf.Positional, tyro.conf.arg(metavar="INPUTS")]
     """Image files and/or folders (every image file directly inside a folder: .jpg .jpeg .png .bmp .webp .tif .gif)."""
 
     classes: str | None = None

@@ -15,6 +15,7 @@ CPU-sized recipe on the demo scenes. Every field can be overridden; ``--preset N
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,10 @@ __all__ = ["SEDTrainConfig", "train_presets", "demo_recipe", "paper_recipe", "ru
 
 @dataclass
 class SEDTrainConfig(TrainConfig):
-    """Train SED (the paper's recipe by default) with the shared engine; flags override the chosen preset."""
+    """Train SED with the shared engine. Presets with pretrained CLIP weights start from the paper's recipe
+    (COCO-Stuff 171, AdamW 2e-4, weight decay 1e-4, CLIP multiplier 0.01, cosine, 80k iterations, batch 4, 768
+    crops, gradient clipping 0.01); random-init presets (sed_tiny*) from a CPU recipe on the demo scenes. Every
+    other flag overrides one field of the chosen preset (--preset NAME --help shows its values)."""
 
     model: str = "sed_convnext_b_768"
     """SED model preset to build (set by --preset; override it only to train one preset's recipe on another model)."""
@@ -129,14 +133,14 @@ def demo_recipe(preset: str = "sed_tiny") -> SEDTrainConfig:
         pretrained_clip=mcfg.clip_pretrained,
         clip_multiplier=1.0,
         dataset="demo",
-        max_iters=300,
+        max_iters=800,
         batch_size=8,
         optim=OptimConfig(lr=2e-3, weight_decay=1e-4, weight_decay_norm=0.0),
         schedule=ScheduleConfig(name="cosine", warmup_iters=0, min_lr=0.0),
         clip_grad_norm=0.01,
         num_workers=0,
-        checkpoint_every=100,
-        eval_every=100,
+        checkpoint_every=200,
+        eval_every=200,
         log_every=10,
         short_edge=size,
         max_size=4 * size,
@@ -153,9 +157,9 @@ def train_presets() -> dict[str, tuple[str, SEDTrainConfig]]:
     presets: dict[str, tuple[str, SEDTrainConfig]] = {}
     for name in sed.list_presets():
         if load_config(name).clip_pretrained is not None:
-            presets[name] = ("paper recipe (COCO-Stuff 171, 80k it, batch 4, 768 crops)", paper_recipe(name))
+            presets[name] = ("paper recipe", paper_recipe(name))
         else:
-            presets[name] = ("CPU demo recipe on the demo scenes", demo_recipe(name))
+            presets[name] = ("CPU demo recipe", demo_recipe(name))
     return presets
 
 
@@ -170,7 +174,14 @@ def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any]:
     """
     import sed
     from ovcore.data import SEDTestTransform, SEDTrainTransform, dataset_info, get_class_names
-    from sed.cli._common import build_split, eval_protocol, evaluate_model, require_file, resolve_benchmarks
+    from sed.cli._common import (
+        build_split,
+        eval_protocol,
+        evaluate_model,
+        quiet_logger,
+        require_file,
+        resolve_benchmarks,
+    )
 
     if not sed.is_preset(cfg.model):
         raise ValueError(f"--model: unknown SED preset {cfg.model!r}; available: {', '.join(sed.list_presets())}")
@@ -215,7 +226,8 @@ def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any]:
 
         def evaluate_fn(model: Any, iteration: int) -> dict[str, Any]:
             device = model.pixel_mean.device
-            results = evaluate_model(model, eval_set, protocol, topk=cfg.eval_topk, device=device, progress=False)
+            with quiet_logger("ovcore.evaluate"):  # the per-class table goes to output_dir/eval/iter_*.json
+                results = evaluate_model(model, eval_set, protocol, topk=cfg.eval_topk, device=device, progress=False)
             say(f"[iter {iteration}] {bench.title} mIoU {results['mIoU']:.2f}  pAcc {results['pAcc']:.2f}  "
                 f"({results['num_images']} images, {fmt(results['ms_per_image'], 0)} ms/img)")
             return results
@@ -246,7 +258,8 @@ def parse(argv: Sequence[str] | None = None) -> SEDTrainConfig:
     """Parse a command line into a :class:`SEDTrainConfig` (presets plus overrides)."""
     from ovcore.train import preset_cli
 
-    return preset_cli(train_presets(), default="sed_convnext_b_768", args=argv, prog="sed-train")
+    return preset_cli(train_presets(), default="sed_convnext_b_768", args=argv, prog="sed-train",
+                      description=inspect.cleandoc(SEDTrainConfig.__doc__ or ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
