@@ -238,3 +238,16 @@ def test_param_groups_accept_an_optim_config(tiny_model: sed.SED) -> None:
 
     groups = {g["name"]: g for g in tiny_model.param_groups(Cfg())}
     assert groups["clip"]["lr_mult"] == pytest.approx(0.01) and groups["decoder"]["weight_decay"] == 0.05
+
+
+def test_vocabulary_set_during_inference_can_be_trained_on() -> None:
+    """predict(class_names=...) runs under inference_mode; the embeddings must still work in a training step."""
+    model = sed.create_sed("sed_tiny")
+    images = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
+    with torch.inference_mode():
+        model.set_vocabulary(["cat", "dog"])
+    model.predict(images, class_names=["cat", "dog", "sky"])
+    assert not model.text_embeddings.is_inference()
+    model.train()
+    losses = model({"image": images, "label": torch.randint(0, 3, (1, 64, 64))})
+    sum(losses.values()).backward()

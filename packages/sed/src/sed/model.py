@@ -109,7 +109,10 @@ class SED(nn.Module):
         key = (tuple(names), tuple(temps))
         emb = self._vocab_memory.get(key)
         if emb is None:
-            emb = self.encoder.encode_vocabulary(names, temps, weights_id=self.weights_id, cache_dir=self.cache_dir)
+            # Normal (not inference-mode) tensors even when called under inference_mode (e.g. from predict):
+            # the same embeddings are later used by training forwards, which save them for backward.
+            with torch.inference_mode(False), torch.no_grad():
+                emb = self.encoder.encode_vocabulary(names, temps, weights_id=self.weights_id, cache_dir=self.cache_dir)
             self._vocab_memory[key] = emb.detach()
         self._set_embeddings(emb, names)
         self._vocab_from_text = True
@@ -131,7 +134,11 @@ class SED(nn.Module):
         self._vocab_from_text = False
 
     def _set_embeddings(self, emb: torch.Tensor, names: list[str]) -> None:
-        self.text_embeddings = emb.detach().to(self.pixel_mean.device, torch.float32)
+        with torch.inference_mode(False):
+            emb = emb.detach().to(self.pixel_mean.device, torch.float32)
+            if emb.is_inference():
+                emb = emb.clone()
+        self.text_embeddings = emb
         self.class_names = names
 
     def _default_vocabulary(self) -> list[str]:
@@ -209,7 +216,6 @@ class SED(nn.Module):
         device = images.device
         return torch.stack([TF.resize_image_pil(img.cpu(), size) for img in images]).to(device)
 
-    @torch.inference_mode()
     def predict(
         self,
         images: torch.Tensor,
@@ -237,21 +243,25 @@ class SED(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            h, w = images.shape[-2:]
-            x = self.preprocess(self._test_resize(images.to(self.pixel_mean.device)))
-            cost, skips = self.features(x)
-            t = cost.shape[2]
-            if k is not None:
-                probs, stats = self.decoder.forward_cer(cost, skips, k)
-            else:
-                probs = self.decoder(cost, skips, with_aux=False)[0].sigmoid_()
-                stats = {"kept": [[t, t, t] for _ in range(cost.shape[0])]}
-            stats["num_classes"] = t
-            # Probabilities (not logits) are resized back to the input size, as detectron2's sem_seg_postprocess.
-            out = torch.cat([F.interpolate(p[None], size=(h, w), mode="bilinear", align_corners=False) for p in probs])
-            return {"probs": out, "labels": out.argmax(1), "stats": stats}
+            with torch.inference_mode():
+                return self._predict(images, k)
         finally:
             self.train(was_training)
+
+    def _predict(self, images: torch.Tensor, k: int | None) -> dict[str, Any]:
+        h, w = images.shape[-2:]
+        x = self.preprocess(self._test_resize(images.to(self.pixel_mean.device)))
+        cost, skips = self.features(x)
+        t = cost.shape[2]
+        if k is not None:
+            probs, stats = self.decoder.forward_cer(cost, skips, k)
+        else:
+            probs = self.decoder(cost, skips, with_aux=False)[0].sigmoid_()
+            stats = {"kept": [[t, t, t] for _ in range(cost.shape[0])]}
+        stats["num_classes"] = t
+        # Probabilities (not logits) are resized back to the input size, as detectron2's sem_seg_postprocess.
+        out = torch.cat([F.interpolate(p[None], size=(h, w), mode="bilinear", align_corners=False) for p in probs])
+        return {"probs": out, "labels": out.argmax(1), "stats": stats}
 
     def predict_probs(self, images: torch.Tensor, k: int | None = None) -> torch.Tensor:
         """`predict(images, k=k)["probs"]`: the (B, T, H, W) score function of `ovcore.evaluate`."""

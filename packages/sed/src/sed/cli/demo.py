@@ -262,15 +262,16 @@ def _run(cfg: DemoConfig) -> dict[str, Any]:
         f"{len(DEMO_CLASSES)})")
     if cer["mIoU"] < plain["mIoU"] - 1.0:
         cells = size // 32
-        say(f"    (CER rejects classes on the decoder's coarsest map: {cells}x{cells} cells at this {size}-pixel "
-            "input, 24x24 at the paper's 768,")
-        say("     so here it drops small objects; in the paper SED-fast, k=8 of 150+ classes, changes mIoU by <= 0.4)")
+        say(f"    (CER rejects classes with the decoder's early auxiliary heads; here they see a {cells}x{cells} cost "
+            "map built from")
+        say("     random CLIP features and carry little class information, so classes that are present get rejected.")
+        say("     With pretrained CLIP at 768 px (24x24 map) the paper's SED-fast, k=8, changes mIoU by at most 0.4.)")
     say(f"  metrics:             {(out / 'metrics.json').resolve()}")
     say(f"  full eval results:   {(out / 'eval').resolve()}")
     say(f"  prediction overlays: {(out / 'predictions').resolve()}  (*_overlay.png, *_labels.png)")
     say(f"  ground truth:        {(out / 'ground_truth').resolve()}")
     say(f"  checkpoint:          {result.checkpoint}")
-    say(f"  try it:              sed-predict {out / 'samples'} --checkpoint {result.checkpoint} "
+    say(f"  try it:              uv run sed-predict {out / 'samples'} --checkpoint {result.checkpoint} "
         f"--classes \"{','.join(DEMO_CLASSES)}\" --output-dir {out / 'my_predictions'}")
     say(f"  {HONESTY}")
     say("=" * 100)
