@@ -31,8 +31,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".g
 
 
 def say(line: str = "") -> None:
-    """Print one line of command output (stdout, flushed so it interleaves with progress bars)."""
-    sys.stdout.write(line + "\n")
+    """Print one line of command output to stdout, above any active progress bar (which is redrawn below it)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stdout)
     sys.stdout.flush()
 
 

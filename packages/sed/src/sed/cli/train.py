@@ -16,6 +16,7 @@ CPU-sized recipe on the demo scenes. Every field can be overridden; ``--preset N
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,16 +238,18 @@ def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any]:
 def run(cfg: SEDTrainConfig) -> Any:
     """Body of ``sed-train``: check the inputs, train, and say where the results are."""
     from ovcore.data import collate_samples
-    from ovcore.train import is_main_process, train
+    from ovcore.train import train
 
     make_model, train_set, evaluate_fn = build_training(cfg)
     result = train(cfg, make_model, train_set, evaluate_fn=evaluate_fn, collate_fn=collate_samples)
-    if is_main_process():
+    # train() has left the process group by now, so ask torchrun's environment which rank this was.
+    if int(os.environ.get("RANK", "0")) == 0:
         out = Path(cfg.output_dir)
         say(f"sed-train: {result.iteration} iterations done; run folder {out.resolve()}")
         if result.checkpoint is not None:
             say(f"  last checkpoint: {result.checkpoint}")
-            say(f"  evaluate it:     sed-eval --checkpoint {result.checkpoint} --benchmarks all")
+            target = "--dataset demo" if cfg.dataset == "demo" else "--benchmarks all"
+            say(f"  evaluate it:     sed-eval --checkpoint {result.checkpoint} {target}")
         if result.eval_results:
             last = max(result.eval_results)
             miou = result.eval_results[last]["mIoU"]
