@@ -16,6 +16,8 @@ from types import TracebackType
 
 import torch
 
+from ovkernels import use_triton
+
 __all__ = ["ChunkRunner"]
 
 CPU_BUDGET = 1 << 19  # 2 MB of fp32: a chunk's working set stays in the L2 cache
@@ -30,6 +32,14 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         if pool is None:
             pool = _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sed-chunks")
         return pool
+
+
+def _triton_on_cpu(device: torch.device) -> bool:
+    """True when `ovkernels` would run Triton's CPU interpreter (a debugging mode), which is not thread-safe."""
+    try:
+        return bool(use_triton(torch.empty(0, device=device)))
+    except RuntimeError:  # Triton forced but unusable here: the kernels themselves will raise
+        return False
 
 
 class ChunkRunner:
@@ -47,7 +57,7 @@ class ChunkRunner:
 
     def __init__(self, device: torch.device, workers: int | None = None, budget: int | None = None) -> None:
         n = torch.get_num_threads() if workers is None else int(workers)
-        self.workers = n if device.type == "cpu" and n > 1 else 1
+        self.workers = n if device.type == "cpu" and n > 1 and not _triton_on_cpu(device) else 1
         self.budget = budget if budget is not None else (CPU_BUDGET if device.type == "cpu" else ACCEL_BUDGET)
         self._inference = torch.is_inference_mode_enabled()
         self._threads = 0
