@@ -26,9 +26,7 @@ from .segmenter import (
     INFERENCE_FORMAT,
     ZeroShotSegmenter,
     normalize_images,
-    slide_stride,
-    sliding_window,
-    text_logits,
+    student_scores,
 )
 from .students import Student, student_config_for_crop
 from .synthesizer import Synthesizer, label_centroids
@@ -330,17 +328,6 @@ class CLIPZSS(nn.Module):
 
     # ------------------------------------------------------------------ inference
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        logits = text_logits(
-            self.student(x),
-            self.text_embeddings,
-            self.alpha,
-            seen_mask=self.seen_mask,
-            calibration=self.cfg.seen_calibration,
-            normalize_features=self.cfg.loss.normalize_features,
-        )
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
-
     @torch.no_grad()
     def predict(self, images: torch.Tensor, *, mode: str | None = None) -> torch.Tensor:
         """Per-class scores with the student only (the teacher is not run).
@@ -352,14 +339,17 @@ class CLIPZSS(nn.Module):
         Returns:
             (B, T, H, W) logits over the current vocabulary.
         """
-        x = normalize_images(images.to(self.student_mean.device), self.student_mean, self.student_std)
-        mode = mode or self.cfg.test_mode
-        if mode == "whole":
-            return self._logits(x)
-        if mode == "slide":
-            crop = self.cfg.crop_size
-            return sliding_window(self._logits, x, self.text_embeddings.shape[0], crop, slide_stride(crop))
-        raise ValueError(f"unknown test mode {mode!r} (expected 'whole' or 'slide')")
+        return student_scores(
+            self.student,
+            images,
+            mean=self.student_mean,
+            std=self.student_std,
+            text=self.text_embeddings,
+            alpha=self.alpha,
+            seen_mask=self.seen_mask,
+            cfg=self.cfg,
+            mode=mode,
+        )
 
     # ------------------------------------------------------------------ optimisation
 

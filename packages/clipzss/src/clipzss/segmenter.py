@@ -20,7 +20,14 @@ from torch import nn
 from .config import CLIPZSSConfig, config_from_dict
 from .students import Student, student_config_for_crop
 
-__all__ = ["INFERENCE_FORMAT", "ZeroShotSegmenter", "normalize_images", "sliding_window", "text_logits"]
+__all__ = [
+    "INFERENCE_FORMAT",
+    "ZeroShotSegmenter",
+    "normalize_images",
+    "sliding_window",
+    "student_scores",
+    "text_logits",
+]
 
 INFERENCE_FORMAT = "clipzss-inference-v1"
 
@@ -208,18 +215,6 @@ class ZeroShotSegmenter(nn.Module):
 
     # ------------------------------------------------------------------ inference
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.student(x)
-        logits = text_logits(
-            r,
-            self.text_embeddings,
-            self.logit_scale,
-            seen_mask=self.seen_mask,
-            calibration=self.cfg.seen_calibration,
-            normalize_features=self.cfg.loss.normalize_features,
-        )
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
-
     @torch.no_grad()
     def predict(self, images: torch.Tensor, *, mode: str | None = None) -> torch.Tensor:
         """Per-class scores at the input size.
@@ -233,14 +228,17 @@ class ZeroShotSegmenter(nn.Module):
         """
         if self.text_embeddings.shape[0] == 0:
             raise RuntimeError("no vocabulary: call set_vocabulary(class_names) first")
-        x = normalize_images(images.to(self.mean.device), self.mean, self.std)
-        mode = mode or test_mode_of(self.cfg)
-        if mode == "whole":
-            return self._logits(x)
-        if mode == "slide":
-            crop = self.cfg.crop_size
-            return sliding_window(self._logits, x, self.text_embeddings.shape[0], crop, slide_stride(crop))
-        raise ValueError(f"unknown test mode {mode!r} (expected 'whole' or 'slide')")
+        return student_scores(
+            self.student,
+            images,
+            mean=self.mean,
+            std=self.std,
+            text=self.text_embeddings,
+            alpha=self.logit_scale,
+            seen_mask=self.seen_mask,
+            cfg=self.cfg,
+            mode=mode,
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Same as :meth:`predict`."""
@@ -283,3 +281,48 @@ def slide_stride(crop: int) -> int:
 def test_mode_of(cfg: CLIPZSSConfig) -> str:
     """The config's test mode (spec §7.7: "slide" as ZegCLIP by default)."""
     return cfg.test_mode
+
+
+def student_scores(
+    student: nn.Module,
+    images: torch.Tensor,
+    *,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    text: torch.Tensor,
+    alpha: torch.Tensor | float,
+    seen_mask: torch.Tensor | None,
+    cfg: CLIPZSSConfig,
+    mode: str | None = None,
+) -> torch.Tensor:
+    """Inference shared by the training wrapper and :class:`ZeroShotSegmenter`: student -> text logits at input size.
+
+    Args:
+        student: The segmenter emitting CLIP-space features.
+        images: uint8 (B, 3, H, W) (or float already normalised with ``mean``/``std``).
+        mean, std: The student's normalisation.
+        text: (T, C) text embeddings.
+        alpha: Logit scale of Eq. 7.
+        seen_mask: (T,) bool mask of seen classes for the calibration, or None.
+        cfg: The model config (calibration, feature normalisation, crop size, test mode).
+        mode: "whole" or "slide" (default ``cfg.test_mode``).
+    """
+
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        out = text_logits(
+            student(x),
+            text,
+            alpha,
+            seen_mask=seen_mask,
+            calibration=cfg.seen_calibration,
+            normalize_features=cfg.loss.normalize_features,
+        )
+        return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    x = normalize_images(images.to(mean.device), mean, std)
+    mode = mode or test_mode_of(cfg)
+    if mode == "whole":
+        return logits(x)
+    if mode == "slide":
+        return sliding_window(logits, x, text.shape[0], cfg.crop_size, slide_stride(cfg.crop_size))
+    raise ValueError(f"unknown test mode {mode!r} (expected 'whole' or 'slide')")
