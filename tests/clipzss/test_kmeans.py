@@ -118,3 +118,38 @@ def test_kmeans_reaches_a_fixed_point() -> None:
     again = batched_kmeans(x, out.centroids, num_iters=1)
     assert torch.equal(again.assign, out.assign)
     assert out.num_iters < 50
+
+
+def test_faiss_gpu_index_only_with_a_gpu_build(monkeypatch) -> None:
+    from clipzss import kmeans as km
+
+    x, seeds = _clustered(b=1, n=64, k=4)
+    if not km.faiss_gpu_available():  # faiss-cpu (CI): the GPU index is refused with the fix in the message
+        with pytest.raises(RuntimeError, match="faiss-gpu"):
+            km.faiss_kmeans(x[0], seeds[0], gpu=True)
+    # CPU tensors never ask for the GPU index, whatever faiss build is installed
+    calls = []
+    real = km.faiss_kmeans
+    monkeypatch.setattr(km, "faiss_kmeans", lambda *a, **kw: calls.append(kw["gpu"]) or real(*a, **kw))
+    km.kmeans(x, seeds, backend="faiss")
+    assert calls == [False]
+
+
+def test_missing_faiss_names_the_install(monkeypatch) -> None:
+    import builtins
+
+    from clipzss import kmeans as km
+
+    real_import = builtins.__import__
+
+    def no_faiss(name, *args, **kwargs):
+        if name == "faiss":
+            raise ImportError("No module named 'faiss'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_faiss)
+    x, seeds = _clustered(b=1, n=64, k=4)
+    with pytest.raises(RuntimeError, match=r"clipzss\[faiss\]"):
+        km.kmeans(x, seeds, backend="faiss")
+    assert not km.faiss_gpu_available()
+    assert km.kmeans(x, seeds, backend="torch").assign.shape == (1, 64)  # the default needs no faiss

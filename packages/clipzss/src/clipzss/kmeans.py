@@ -19,6 +19,7 @@ for training, and the agreement tests use data without empty clusters.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -380,8 +381,47 @@ def _prep(x: torch.Tensor | np.ndarray, metric: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def _import_faiss():
+    try:
+        import faiss
+    except ImportError as e:
+        raise RuntimeError(
+            "the faiss K-means backend needs faiss: `pip install clipzss[faiss]` (CPU) or `clipzss[faiss-gpu]` "
+            "(CUDA 13, Linux x86_64); in this workspace `uv sync` installs faiss-cpu. backend='torch' needs neither"
+        ) from e
+    return faiss
+
+
+def faiss_gpu_available() -> bool:
+    """True when the installed faiss is a GPU build and sees at least one GPU."""
+    try:
+        faiss = _import_faiss()
+    except RuntimeError:
+        return False
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+@functools.cache
+def _gpu_resources():
+    # One StandardGpuResources per process: it reserves scratch memory and a cuBLAS handle on creation.
+    return _import_faiss().StandardGpuResources()
+
+
+def _flat_index(d: int, metric: Metric, gpu: bool):
+    faiss = _import_faiss()
+    index = faiss.IndexFlatIP(d) if metric == "cosine" else faiss.IndexFlatL2(d)
+    if gpu:
+        index = faiss.index_cpu_to_gpu(_gpu_resources(), torch.cuda.current_device(), index)
+    return index
+
+
 def faiss_kmeans(
-    x: torch.Tensor | np.ndarray, seeds: torch.Tensor | np.ndarray, *, num_iters: int = 20, metric: Metric = "cosine"
+    x: torch.Tensor | np.ndarray,
+    seeds: torch.Tensor | np.ndarray,
+    *,
+    num_iters: int = 20,
+    metric: Metric = "cosine",
+    gpu: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded K-means of one image with faiss (``faiss.Clustering`` with the seeds copied into ``centroids``).
 
@@ -390,14 +430,19 @@ def faiss_kmeans(
         seeds: (K, D) initial centroids, K <= N.
         num_iters: Iterations.
         metric: "cosine" (``spherical=True`` with an inner-product index) or "l2".
+        gpu: search the assignments with a faiss GPU index (needs the ``faiss-gpu`` build and a GPU).
 
     Returns:
         ``(assign (N,) int64, centroids (K, D) float32)``.
+
+    Raises:
+        RuntimeError: faiss is missing, or ``gpu=True`` without a faiss GPU build and a visible GPU.
     """
-    try:
-        import faiss
-    except ImportError as e:  # pragma: no cover - faiss-cpu is a dependency
-        raise RuntimeError("faiss is not installed (pip install faiss-cpu)") from e
+    faiss = _import_faiss()
+    if gpu and not faiss_gpu_available():
+        raise RuntimeError(
+            "gpu=True needs a faiss GPU build and a visible GPU (`uv sync --no-group faiss-cpu --group faiss-gpu`)"
+        )
     _check_metric(metric)
     xs, cs = _prep(x, metric), _prep(seeds, metric)
     n, d = xs.shape
@@ -412,7 +457,7 @@ def faiss_kmeans(
     cp.min_points_per_centroid = 1
     clus = faiss.Clustering(d, k, cp)
     faiss.copy_array_to_vector(cs.ravel(), clus.centroids)
-    index = faiss.IndexFlatIP(d) if metric == "cosine" else faiss.IndexFlatL2(d)
+    index = _flat_index(d, metric, gpu)
     # One image is ~1000 points: faiss's OpenMP threads only add barrier waits (15x slower on a busy 2-core box).
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
@@ -488,8 +533,8 @@ def kmeans(
         seed_mask: (B, K) bool real seeds.
         num_iters: Maximum iterations.
         metric: "cosine" or "l2".
-        backend: "auto"/"torch" (batched, any device), "faiss" or "sklearn" (per image on CPU; results are moved
-            back to ``x.device``).
+        backend: "auto"/"torch" (batched, any device), "faiss" or "sklearn" (per image; results are moved back to
+            ``x.device``). faiss searches on the GPU when ``x`` is a CUDA tensor and a faiss GPU build is installed.
 
     Returns:
         A :class:`KMeansResult` (for the CPU libraries ``num_iters`` is the requested maximum).
@@ -498,7 +543,10 @@ def kmeans(
         return batched_kmeans(x, seeds, x_mask=x_mask, seed_mask=seed_mask, num_iters=num_iters, metric=metric)
     if backend not in ("faiss", "sklearn"):
         raise ValueError(f"unknown K-means backend {backend!r}")
-    fn = faiss_kmeans if backend == "faiss" else sklearn_kmeans
+    if backend == "faiss":
+        fn = functools.partial(faiss_kmeans, gpu=x.is_cuda and faiss_gpu_available())
+    else:
+        fn = sklearn_kmeans
     b, n, d = x.shape
     k = seeds.shape[1]
     x_mask = torch.ones(b, n, dtype=torch.bool) if x_mask is None else x_mask.bool().cpu()
