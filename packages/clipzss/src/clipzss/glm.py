@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from ovcore.attention import attention
 from torch import nn
 
 from .config import GLMConfig
@@ -32,7 +33,12 @@ __all__ = [
 
 
 def attention_pool(
-    features: torch.Tensor, query: torch.Tensor, *, normalize_query: bool = False, normalize_keys: bool = False
+    features: torch.Tensor,
+    query: torch.Tensor,
+    *,
+    normalize_query: bool = False,
+    normalize_keys: bool = False,
+    backend: str | None = None,
 ) -> torch.Tensor:
     """Eqs. 1-2: softmax over locations of ``query . features / sqrt(C)``, then the weighted sum of the features.
 
@@ -41,6 +47,7 @@ def attention_pool(
         query: (B, C) CLS tokens S.
         normalize_query: L2-normalise S inside the softmax.
         normalize_keys: L2-normalise R inside the softmax (the values stay raw).
+        backend: attention backend (:func:`ovcore.attention.attention`): SDPA by default, "xformers", "math".
 
     Returns:
         (B, C) reconstructed CLS tokens.
@@ -50,9 +57,11 @@ def attention_pool(
         raise ValueError(f"query {tuple(query.shape)} does not match features {tuple(features.shape)}")
     q = F.normalize(query, dim=-1) if normalize_query else query
     k = F.normalize(r, dim=1) if normalize_keys else r
-    logits = torch.einsum("bc,bcl->bl", q.to(k.dtype), k) / math.sqrt(r.shape[1])
-    weights = logits.softmax(-1)
-    return torch.einsum("bl,bcl->bc", weights, r)
+    # One query per image, a single head: (B, 1, 1, C) against (B, 1, L, C) keys and values.
+    values = r.transpose(1, 2)[:, None]
+    out = attention(q.to(k.dtype)[:, None, None], k.transpose(1, 2)[:, None], values, scale=1 / math.sqrt(r.shape[1]),
+                    backend=backend)
+    return out[:, 0, 0]
 
 
 def pool_features(
