@@ -15,8 +15,9 @@ Usage (``TRITON_INTERPRET`` must be unset: the interpreter replaces the JIT func
 
     python -m ovkernels.aot --arch 90 --arch 80 --json aot.json
 
-It relies on two Triton internals (``create_function_from_signature`` and ``JITFunction._pack_args``, present
-in Triton 3.3-3.9) so that the compiled specialisation is exactly the one a launch would build.
+It relies on two Triton internals (``create_function_from_signature`` and ``JITFunction._pack_args``; written
+against Triton 3.9) so that the compiled specialisation is exactly the one a launch would build; where a Triton
+version lacks them it says so instead of compiling something else.
 """
 
 from __future__ import annotations
@@ -99,9 +100,16 @@ def record_launches(sm_count: int = 132) -> Iterator[list[Launch]]:
     so the recorded launches are the ones a GPU with that many SMs would see.
     """
     _require_compiler()
-    from triton.runtime.jit import JITFunction
+    from triton.runtime import jit
 
     from ovkernels import depthwise_conv
+
+    if not hasattr(jit, "create_function_from_signature") or not hasattr(jit.JITFunction, "_pack_args"):
+        raise RuntimeError(
+            f"ovkernels.aot needs Triton's launch-binding internals (written against triton 3.9); "
+            f"triton {triton_version()} does not have them"
+        )
+    JITFunction = jit.JITFunction
 
     launches: list[Launch] = []
 
@@ -116,6 +124,12 @@ def record_launches(sm_count: int = 132) -> Iterator[list[Launch]]:
     finally:
         JITFunction.run = original_run
         depthwise_conv.num_sms = original_sms
+
+
+def triton_version() -> str:
+    import triton
+
+    return triton.__version__
 
 
 def _meta(*shape: int, dtype: torch.dtype) -> torch.Tensor:
