@@ -273,6 +273,61 @@ def load_model(
     return model.to(device).eval(), what
 
 
+@dataclass(kw_only=True)  # keyword-only, so commands can add positional fields (sed-predict's INPUTS)
+class ModelOptions:
+    """The options that choose a command's SED weights and inference settings (see :func:`load_model_from`)."""
+
+    preset: str | None = None
+    """SED preset (sed.list_presets()); default: read from the checkpoint (sed_tiny with --random-weights)."""
+
+    checkpoint: str | None = None
+    """Weights: a sed-train checkpoint (ckpt_*.pt), a plain or sed-convert state dict (.pth / .safetensors)."""
+
+    official_checkpoint: str | None = None
+    """Weights: an official SED release (.pth, detectron2 layout), converted on the fly (variant inferred)."""
+
+    random_weights: bool = False
+    """Run without a checkpoint (untrained decoder): a pipeline / speed check only, the results are meaningless."""
+
+    pretrained_clip: str | None = None
+    """With --random-weights: CLIP tag or local file to start from (default: random CLIP)."""
+
+    topk: int | None = None
+    """Category early rejection: keep the top-k classes per pixel (SED-fast, eval.sh's fast version: 8); 0 turns it
+    off; default the preset's (off; 8 for the _fast presets)."""
+
+    pooling: int | None = None
+    """Class-attention pooling at inference (eval.sh: 1); default the preset's (1)."""
+
+    test_short_side: int | None = None
+    """Resize the short side to this before the model (default the preset's: 640, long side <= 2560, as the official
+    test mapper); 0 keeps the input size."""
+
+    text_cache_dir: str | None = None
+    """On-disk cache of text embeddings (default $OVCORE_CACHE_DIR/text_embeddings or ~/.cache/ovcore/...)."""
+
+
+def load_model_from(options: ModelOptions, device: torch.device | str) -> tuple[Any, str, int | None]:
+    """:func:`load_model` from the weight options, then :func:`set_inference_options` from the inference ones.
+
+    Returns:
+        ``(model in eval mode, description of the weights, CER k in force or None)``.
+    """
+    model, what = load_model(
+        preset=options.preset,
+        checkpoint=options.checkpoint,
+        official_checkpoint=options.official_checkpoint,
+        pretrained_clip=options.pretrained_clip,
+        random_weights=options.random_weights,
+        device=device,
+        text_cache_dir=options.text_cache_dir,
+    )
+    topk = set_inference_options(
+        model, topk=options.topk, pooling=options.pooling, test_short_side=options.test_short_side
+    )
+    return model, what, topk
+
+
 # ------------------------------------------------------------------------------------------------- vocabularies
 def parse_class_list(text: str, option: str = "--classes") -> list[str]:
     """``"cat,dog,grass|lawn"`` -> ``["cat", "dog", "grass, lawn"]`` (``|`` joins synonyms of one class).

@@ -21,17 +21,17 @@ import tyro
 
 from sed.cli._common import (
     BENCHMARKS,
+    ModelOptions,
     build_split,
     eval_protocol,
     eval_transform,
     evaluate_model,
     fmt,
-    load_model,
+    load_model_from,
     quiet_logger,
     resolve_benchmarks,
     run_cli,
     say,
-    set_inference_options,
     setup_logging,
     write_json,
 )
@@ -42,7 +42,7 @@ _SHORT = " ".join(f"{k} ({t}: {d})" for k, (d, t) in BENCHMARKS.items())
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(ModelOptions):
     """Evaluate SED on the open-vocabulary benchmarks of the official eval.sh (mIoU, ms per image)."""
 
     benchmarks: Annotated[
@@ -54,36 +54,14 @@ class EvalConfig:
         ),
     ] = ("all",)
 
-    checkpoint: str | None = None
-    """Weights: a sed-train checkpoint (ckpt_*.pt), a plain or sed-convert state dict (.pth / .safetensors)."""
-
-    official_checkpoint: str | None = None
-    """Weights: an official SED release (.pth, detectron2 layout), run through the converter (variant inferred)."""
-
-    preset: str | None = None
-    """SED preset (sed.list_presets()); default: read from the checkpoint. E.g. sed_convnext_l_768."""
-
-    random_weights: bool = False
-    """Evaluate without a checkpoint (untrained decoder): a pipeline / speed check only."""
-
-    pretrained_clip: str | None = None
-    """With --random-weights: CLIP tag or local file (default: random CLIP)."""
-
     data_root: str | None = None
     """Dataset root holding the prepared benchmarks (default: $DETECTRON2_DATASETS or ./datasets)."""
 
     split: str = "val"
     """Split to evaluate."""
 
-    topk: int | None = None
-    """Category early rejection: keep the top-k classes per pixel (eval.sh's fast version: 8); 0 turns it off;
-    default the preset's (off; 8 for the _fast presets)."""
-
-    pooling: int = 1
+    pooling: int = 1  # overrides ModelOptions' None: evaluate as eval.sh does, whatever the preset says
     """Class-attention pooling at evaluation (eval.sh: 1; training uses 2)."""
-
-    test_short_side: int | None = None
-    """Test resize of the short side (default the preset's: 640, long side <= 2560); 0 keeps the original size."""
 
     max_images: int | None = None
     """Evaluate only the first N images of each benchmark (a quick check; not comparable with the paper)."""
@@ -106,9 +84,6 @@ class EvalConfig:
     per_class: bool = False
     """Also print the per-class IoU / accuracy table of every benchmark (it is always in the JSON)."""
 
-    text_cache_dir: str | None = None
-    """On-disk cache of text embeddings (default $OVCORE_CACHE_DIR/text_embeddings or ~/.cache/ovcore/...)."""
-
 
 def _limit(dataset: Any, n: int | None) -> Any:
     if n is None:
@@ -127,16 +102,7 @@ def run(cfg: EvalConfig) -> dict[str, dict[str, Any]]:
     benchmarks = resolve_benchmarks(cfg.benchmarks, "--benchmarks")
     info = init_distributed(cfg.device, "auto")
     try:
-        model, what = load_model(
-            preset=cfg.preset,
-            checkpoint=cfg.checkpoint,
-            official_checkpoint=cfg.official_checkpoint,
-            pretrained_clip=cfg.pretrained_clip,
-            random_weights=cfg.random_weights,
-            device=info.device,
-            text_cache_dir=cfg.text_cache_dir,
-        )
-        topk = set_inference_options(model, topk=cfg.topk, pooling=cfg.pooling, test_short_side=cfg.test_short_side)
+        model, what, topk = load_model_from(cfg, info.device)
         suffix = f"_cer{topk}" if topk else ""
         out = Path(cfg.output_dir)
         if info.is_main:

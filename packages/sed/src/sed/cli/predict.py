@@ -22,11 +22,11 @@ import tyro
 
 from sed.cli._common import (
     IMAGE_SUFFIXES,
-    load_model,
+    ModelOptions,
+    load_model_from,
     resolve_vocabulary,
     run_cli,
     say,
-    set_inference_options,
     setup_logging,
     write_json,
 )
@@ -36,7 +36,7 @@ __all__ = ["PredictConfig", "collect_images", "predict_files", "main"]
 
 
 @dataclass
-class PredictConfig:
+class PredictConfig(ModelOptions):
     """Segment images with a free vocabulary: label-map PNGs and overlays with a legend."""
 
     inputs: Annotated[tuple[str, ...], tyro.conf.Positional, tyro.conf.arg(metavar="INPUTS")]
@@ -53,32 +53,6 @@ class PredictConfig:
     dataset_classes: str | None = None
     """The vocabulary of a registered ovcore.data dataset, e.g. ade20k_150 or coco_stuff_171."""
 
-    preset: str | None = None
-    """SED preset (sed.list_presets()); default: read from the checkpoint (sed_tiny with --random-weights)."""
-
-    checkpoint: str | None = None
-    """Weights: a sed-train checkpoint (ckpt_*.pt), a plain or sed-convert state dict (.pth / .safetensors)."""
-
-    official_checkpoint: str | None = None
-    """Weights: an official SED release (.pth, detectron2 layout), converted on the fly (variant inferred)."""
-
-    random_weights: bool = False
-    """Run without a checkpoint (untrained decoder): a pipeline / speed check, the labels are meaningless."""
-
-    pretrained_clip: str | None = None
-    """With --random-weights: CLIP tag or local file to start from (default: random CLIP)."""
-
-    topk: int | None = None
-    """Category early rejection: keep the top-k classes per pixel (SED-fast uses 8); 0 turns it off; default the
-    preset's (off, 8 for the _fast presets)."""
-
-    pooling: int | None = None
-    """Class-attention pooling at inference (eval.sh: 1); default the preset's (1)."""
-
-    test_short_side: int | None = None
-    """Resize the short side to this before the model (default the preset's: 640, as the official test mapper); 0
-    keeps the input size."""
-
     output_dir: str = "runs/sed_predict"
     """Folder for the label maps, overlays, vocabulary.json and predictions.json."""
 
@@ -90,9 +64,6 @@ class PredictConfig:
 
     overlay_min_side: int = 256
     """Overlays of images whose short side is smaller are enlarged (nearest) by an integer factor for legibility."""
-
-    text_cache_dir: str | None = None
-    """On-disk cache of text embeddings (default $OVCORE_CACHE_DIR/text_embeddings or ~/.cache/ovcore/...)."""
 
 
 def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
@@ -195,16 +166,7 @@ def run(cfg: PredictConfig) -> list[dict[str, Any]]:
     if not 0.0 <= cfg.alpha <= 1.0:
         raise ValueError(f"--alpha must lie in [0, 1], got {cfg.alpha}")
     device = resolve_device(cfg.device)
-    model, what = load_model(
-        preset=cfg.preset,
-        checkpoint=cfg.checkpoint,
-        official_checkpoint=cfg.official_checkpoint,
-        pretrained_clip=cfg.pretrained_clip,
-        random_weights=cfg.random_weights,
-        device=device,
-        text_cache_dir=cfg.text_cache_dir,
-    )
-    topk = set_inference_options(model, topk=cfg.topk, pooling=cfg.pooling, test_short_side=cfg.test_short_side)
+    model, what, topk = load_model_from(cfg, device)
     cer = f"top-{topk}" if topk else "off"
     say(f"sed-predict: {len(paths)} image(s), {len(names)} classes, {what}, CER {cer}")
     records = predict_files(

@@ -1,4 +1,5 @@
-"""Shared machinery of the prepare commands: job lists, idempotent skipping, progress, optional processes."""
+"""Shared machinery of the prepare commands: job lists, idempotent skipping, progress, optional processes, the
+per-split loop and its report."""
 
 from __future__ import annotations
 
@@ -15,7 +16,18 @@ from tqdm import tqdm
 
 from ovcore.data.catalog import default_root
 
-__all__ = ["PrepareReport", "Job", "run_jobs", "resolve_root", "require_dir", "require_file", "check_splits"]
+__all__ = [
+    "PrepareReport",
+    "Job",
+    "SplitJobs",
+    "run_jobs",
+    "convert_splits",
+    "label_jobs",
+    "resolve_root",
+    "require_dir",
+    "require_file",
+    "check_splits",
+]
 
 logger = logging.getLogger("ovcore.data.prepare")
 
@@ -27,6 +39,15 @@ class Job:
     inputs: tuple[Path, ...]
     outputs: tuple[Path, ...]
     params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class SplitJobs:
+    """The jobs of one split, the label of its progress bar and the folders they fill (listed in the report)."""
+
+    label: str
+    jobs: Sequence[Job]
+    outputs: tuple[Path, ...]
 
 
 @dataclass
@@ -123,3 +144,33 @@ def run_jobs(
             bar.update()
     bar.close()
     return counts
+
+
+def label_jobs(src: Path, dst: Path, how: str) -> list[Job]:
+    """One job per ``src/*.png`` writing ``dst/<same name>``; none at all is a FileNotFoundError saying ``how``."""
+    jobs = [Job((p,), (dst / p.name,)) for p in sorted(src.glob("*.png"))]
+    if not jobs:
+        raise FileNotFoundError(f"no *.png label in {src}; {how}")
+    return jobs
+
+
+def convert_splits(
+    dataset: str,
+    convert: Callable[[Job], str],
+    splits: Iterable[SplitJobs],
+    *,
+    overwrite: bool = False,
+    workers: int = 0,
+    progress: bool = True,
+) -> PrepareReport:
+    """Run ``convert`` on the jobs of each split with :func:`run_jobs` (bar ``"<dataset> <label>"``) and sum up.
+
+    ``splits`` is consumed one split at a time, so a generator that checks a split's raw files as it yields it
+    fails on a later split only after the earlier ones are written.
+    """
+    report = PrepareReport(dataset)
+    for split in splits:
+        desc = f"{dataset} {split.label}"
+        report.add(run_jobs(convert, split.jobs, overwrite=overwrite, workers=workers, desc=desc, progress=progress))
+        report.outputs.extend(split.outputs)
+    return report

@@ -19,7 +19,7 @@ import functools
 import logging
 import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +30,12 @@ from ovcore.data.io import read_image, read_label, write_image, write_label
 from ovcore.data.prepare._common import (
     Job,
     PrepareReport,
+    SplitJobs,
     check_splits,
+    convert_splits,
+    label_jobs,
     require_dir,
     resolve_root,
-    run_jobs,
 )
 from ovcore.data.transforms.functional import resize_image_bilinear, resize_label_nearest
 
@@ -41,7 +43,7 @@ __all__ = ["prepare_ade20k_150", "prepare_ade20k_847", "ade847_lut", "ade_full_c
 
 logger = logging.getLogger(__name__)
 
-_ADE150_SPLITS = {"train": "training", "val": "validation"}
+_FOLDERS = {"train": "training", "val": "validation"}  # split -> folder name, in both datasets
 _ADE150_HOW = (
     "download ADEChallengeData2016.zip (http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip) "
     "and unzip it into the dataset root"
@@ -62,6 +64,14 @@ def _convert_150(job: Job) -> str:
     return "written"
 
 
+def _split_jobs_150(base: Path, splits: Sequence[str]) -> Iterator[SplitJobs]:
+    for split in splits:
+        folder = _FOLDERS[split]
+        src = require_dir(base / "annotations" / folder, f"raw ADE20K-150 {folder} annotations", _ADE150_HOW)
+        dst = base / "annotations_detectron2" / folder
+        yield SplitJobs(folder, label_jobs(src, dst, _ADE150_HOW), (dst,))
+
+
 def prepare_ade20k_150(
     root: str | os.PathLike | None = None,
     *,
@@ -80,21 +90,9 @@ def prepare_ade20k_150(
         progress: show progress bars.
     """
     base = resolve_root(root) / "ADEChallengeData2016"
-    report = PrepareReport("ade20k_150")
-    for split in check_splits(splits, list(_ADE150_SPLITS), "ovcore prepare ade20k_150"):
-        folder = _ADE150_SPLITS[split]
-        src = require_dir(base / "annotations" / folder, f"raw ADE20K-150 {folder} annotations", _ADE150_HOW)
-        dst = base / "annotations_detectron2" / folder
-        jobs = [Job((p,), (dst / p.name,)) for p in sorted(src.glob("*.png"))]
-        if not jobs:
-            raise FileNotFoundError(f"no *.png label in {src}; {_ADE150_HOW}")
-        report.add(
-            run_jobs(
-                _convert_150, jobs, overwrite=overwrite, workers=workers, desc=f"ade20k_150 {folder}", progress=progress
-            )
-        )
-        report.outputs.append(dst)
-    return report
+    chosen = check_splits(splits, list(_FOLDERS), "ovcore prepare ade20k_150")
+    work = _split_jobs_150(base, chosen)
+    return convert_splits("ade20k_150", _convert_150, work, overwrite=overwrite, workers=workers, progress=progress)
 
 
 # ------------------------------------------------------------------------------------------------ ADE20K-847
@@ -171,6 +169,43 @@ def _index_entries(base: Path, root: Path) -> list[tuple[Path, str]]:
     return [(p, p.name) for p in sorted(images.glob("*/**/*.jpg"))]
 
 
+def _jobs_847(base: Path, root: Path, splits: Sequence[str]) -> dict[str, list[Job]]:
+    """The jobs of each chosen split; a FileNotFoundError when an indexed image or its ``_seg.png`` is missing."""
+    jobs: dict[str, list[Job]] = {"train": [], "val": []}
+    missing: list[Path] = []
+    for image_path, name in _index_entries(base, root):
+        # The official split test: the second "_" field of the file name ("ADE_val_0000xxxx.jpg").
+        split = "val" if name.split("_")[1:2] == ["val"] else "train"
+        if split not in splits:
+            continue
+        seg_path = image_path.with_name(Path(name).stem + "_seg.png")
+        if not image_path.is_file() or not seg_path.is_file():
+            missing.append(image_path if not image_path.is_file() else seg_path)
+            continue
+        folder = _FOLDERS[split]
+        stem = Path(name).stem
+        jobs[split].append(
+            Job(
+                (image_path, seg_path),
+                (
+                    base / "images_detectron2" / folder / f"{stem}.jpg",
+                    base / "annotations_detectron2" / folder / f"{stem}.tif",
+                ),
+            )
+        )
+    if missing:
+        examples = ", ".join(str(p) for p in missing[:3])
+        raise FileNotFoundError(f"{len(missing)} indexed ADE20K files are missing (e.g. {examples}); {_ADE847_HOW}")
+    return jobs
+
+
+def _split_jobs_847(base: Path, jobs: dict[str, list[Job]], splits: Sequence[str]) -> Iterator[SplitJobs]:
+    for split in splits:
+        if not jobs[split]:
+            raise FileNotFoundError(f"no ADE20K_2021_17_01 image of split {split!r} found under {base}")
+        yield SplitJobs(split, jobs[split], (base / "annotations_detectron2" / _FOLDERS[split],))
+
+
 def prepare_ade20k_847(
     root: str | os.PathLike | None = None,
     *,
@@ -191,45 +226,5 @@ def prepare_ade20k_847(
     root_path = resolve_root(root)
     base = require_dir(root_path / "ADE20K_2021_17_01", "ADE20K_2021_17_01", _ADE847_HOW)
     chosen = check_splits(splits, ["train", "val"], "ovcore prepare ade20k_847")
-    report = PrepareReport("ade20k_847")
-    jobs: dict[str, list[Job]] = {"train": [], "val": []}
-    missing: list[Path] = []
-    for image_path, name in _index_entries(base, root_path):
-        # The official split test: the second "_" field of the file name ("ADE_val_0000xxxx.jpg").
-        split = "val" if name.split("_")[1:2] == ["val"] else "train"
-        if split not in chosen:
-            continue
-        seg_path = image_path.with_name(Path(name).stem + "_seg.png")
-        if not image_path.is_file() or not seg_path.is_file():
-            missing.append(image_path if not image_path.is_file() else seg_path)
-            continue
-        folder = "validation" if split == "val" else "training"
-        stem = Path(name).stem
-        jobs[split].append(
-            Job(
-                (image_path, seg_path),
-                (
-                    base / "images_detectron2" / folder / f"{stem}.jpg",
-                    base / "annotations_detectron2" / folder / f"{stem}.tif",
-                ),
-            )
-        )
-    if missing:
-        examples = ", ".join(str(p) for p in missing[:3])
-        raise FileNotFoundError(f"{len(missing)} indexed ADE20K files are missing (e.g. {examples}); {_ADE847_HOW}")
-    for split in chosen:
-        if not jobs[split]:
-            raise FileNotFoundError(f"no ADE20K_2021_17_01 image of split {split!r} found under {base}")
-        report.add(
-            run_jobs(
-                _convert_847,
-                jobs[split],
-                overwrite=overwrite,
-                workers=workers,
-                desc=f"ade20k_847 {split}",
-                progress=progress,
-            )
-        )
-        folder = "validation" if split == "val" else "training"
-        report.outputs.append(base / "annotations_detectron2" / folder)
-    return report
+    work = _split_jobs_847(base, _jobs_847(base, root_path, chosen), chosen)
+    return convert_splits("ade20k_847", _convert_847, work, overwrite=overwrite, workers=workers, progress=progress)

@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from ovcore.data.io import read_label, write_label
-from ovcore.data.prepare._common import Job, PrepareReport, check_splits, require_dir, resolve_root, run_jobs
+from ovcore.data.prepare._common import (
+    Job,
+    PrepareReport,
+    SplitJobs,
+    check_splits,
+    convert_splits,
+    label_jobs,
+    require_dir,
+    resolve_root,
+)
 
 __all__ = ["prepare_coco_stuff", "coco_stuff_lut", "COCO_UNUSED_THING_IDS"]
 
@@ -46,6 +56,21 @@ def _convert(job: Job) -> str:
     return "written"
 
 
+def _split_jobs(base: Path, splits: Sequence[str]) -> Iterator[SplitJobs]:
+    for split in splits:
+        folder = _SPLITS[split]
+        src = require_dir(base / "annotations" / folder, f"raw COCO-Stuff {folder} annotations", _HOW)
+        if not (base / "images" / folder).is_dir():
+            # The labels can be converted without images, but the dataset cannot be read: say so early.
+            logger.warning(
+                "COCO images folder %s is missing: download http://images.cocodataset.org/zips/%s.zip",
+                base / "images" / folder,
+                folder,
+            )
+        dst = base / "annotations_detectron2" / folder
+        yield SplitJobs(folder, label_jobs(src, dst, _HOW), (dst,))
+
+
 def prepare_coco_stuff(
     root: str | os.PathLike | None = None,
     *,
@@ -64,25 +89,6 @@ def prepare_coco_stuff(
         progress: show progress bars.
     """
     base = resolve_root(root) / "coco-stuff"
-    report = PrepareReport("coco_stuff")
-    for split in check_splits(splits, list(_SPLITS), "ovcore prepare coco_stuff"):
-        folder = _SPLITS[split]
-        src = require_dir(base / "annotations" / folder, f"raw COCO-Stuff {folder} annotations", _HOW)
-        if not (base / "images" / folder).is_dir():
-            # The labels can be converted without images, but the dataset cannot be read: say so early.
-            logger.warning(
-                "COCO images folder %s is missing: download http://images.cocodataset.org/zips/%s.zip",
-                base / "images" / folder,
-                folder,
-            )
-        dst = base / "annotations_detectron2" / folder
-        jobs = [Job((p,), (dst / p.name,)) for p in sorted(src.glob("*.png"))]
-        if not jobs:
-            raise FileNotFoundError(f"no *.png label in {src}; {_HOW}")
-        report.add(
-            run_jobs(
-                _convert, jobs, overwrite=overwrite, workers=workers, desc=f"coco_stuff {folder}", progress=progress
-            )
-        )
-        report.outputs.append(dst)
-    return report
+    chosen = check_splits(splits, list(_SPLITS), "ovcore prepare coco_stuff")
+    work = _split_jobs(base, chosen)
+    return convert_splits("coco_stuff", _convert, work, overwrite=overwrite, workers=workers, progress=progress)

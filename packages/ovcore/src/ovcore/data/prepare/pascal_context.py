@@ -21,7 +21,7 @@ import json
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +30,12 @@ from ovcore.data.io import write_label
 from ovcore.data.prepare._common import (
     Job,
     PrepareReport,
+    SplitJobs,
     check_splits,
+    convert_splits,
     require_dir,
     require_file,
     resolve_root,
-    run_jobs,
 )
 from ovcore.data.prepare.rle import rle_decode
 
@@ -110,6 +111,30 @@ def _load_detail(path: Path) -> dict:
     return detail
 
 
+def _split_jobs_59(voc: Path, detail: dict, splits: Sequence[str]) -> Iterator[SplitJobs]:
+    by_image: dict[int, list[dict]] = defaultdict(list)
+    for anno in detail["annos_segmentation"]:
+        by_image[anno["image_id"]].append(anno)
+    for split in splits:
+        dst = voc / "annotations_detectron2" / f"pc59_{split}"
+        jobs = [
+            Job(
+                (),
+                (dst / (Path(img["file_name"]).stem + ".png"),),
+                {
+                    "height": int(img["height"]),
+                    "width": int(img["width"]),
+                    "annotations": by_image.get(img["image_id"], []),
+                },
+            )
+            for img in detail["images"]
+            if img.get("phase") == split
+        ]
+        if not jobs:
+            raise ValueError(f"{voc / 'trainval_merged.json'} has no image with phase {split!r}")
+        yield SplitJobs(split, jobs, (dst,))
+
+
 def prepare_pascal_context_59(
     root: str | os.PathLike | None = None,
     *,
@@ -130,39 +155,10 @@ def prepare_pascal_context_59(
     voc = require_dir(resolve_root(root) / "VOCdevkit" / "VOC2010", "PASCAL VOC 2010", _VOC2010_HOW)
     chosen = check_splits(splits, ["train", "val"], "ovcore prepare pascal_context_59")
     detail = _load_detail(require_file(voc / "trainval_merged.json", "PASCAL in Detail annotations", _DETAIL_HOW))
-    by_image: dict[int, list[dict]] = defaultdict(list)
-    for anno in detail["annos_segmentation"]:
-        by_image[anno["image_id"]].append(anno)
-    report = PrepareReport("pascal_context_59")
-    for split in chosen:
-        dst = voc / "annotations_detectron2" / f"pc59_{split}"
-        jobs = [
-            Job(
-                (),
-                (dst / (Path(img["file_name"]).stem + ".png"),),
-                {
-                    "height": int(img["height"]),
-                    "width": int(img["width"]),
-                    "annotations": by_image.get(img["image_id"], []),
-                },
-            )
-            for img in detail["images"]
-            if img.get("phase") == split
-        ]
-        if not jobs:
-            raise ValueError(f"{voc / 'trainval_merged.json'} has no image with phase {split!r}")
-        report.add(
-            run_jobs(
-                _convert_59,
-                jobs,
-                overwrite=overwrite,
-                workers=workers,
-                desc=f"pascal_context_59 {split}",
-                progress=progress,
-            )
-        )
-        report.outputs.append(dst)
-    return report
+    work = _split_jobs_59(voc, detail, chosen)
+    return convert_splits(
+        "pascal_context_59", _convert_59, work, overwrite=overwrite, workers=workers, progress=progress
+    )
 
 
 def _convert_459(job: Job) -> str:
@@ -220,12 +216,7 @@ def prepare_pascal_context_459(
             f"{len(missing)} of {len(ids)} validation ids have no .mat in {mats} (e.g. {', '.join(missing[:3])}); "
             f"{_MAT_HOW}"
         )
-    jobs = [Job((mats / f"{i}.mat",), (dst / f"{i}.tif",)) for i in ids]
-    report = PrepareReport("pascal_context_459")
-    report.add(
-        run_jobs(
-            _convert_459, jobs, overwrite=overwrite, workers=workers, desc="pascal_context_459 val", progress=progress
-        )
+    work = [SplitJobs("val", [Job((mats / f"{i}.mat",), (dst / f"{i}.tif",)) for i in ids], (dst,))]
+    return convert_splits(
+        "pascal_context_459", _convert_459, work, overwrite=overwrite, workers=workers, progress=progress
     )
-    report.outputs.append(dst)
-    return report

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +29,12 @@ from ovcore.data.io import read_label, write_label
 from ovcore.data.prepare._common import (
     Job,
     PrepareReport,
+    SplitJobs,
     check_splits,
+    convert_splits,
     require_dir,
     require_file,
     resolve_root,
-    run_jobs,
 )
 
 __all__ = ["prepare_voc", "voc_lut"]
@@ -84,33 +85,8 @@ def _read_ids(path: Path) -> list[str]:
     return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
 
-def prepare_voc(
-    root: str | os.PathLike | None = None,
-    *,
-    splits: Sequence[str] = ("val",),
-    overwrite: bool = False,
-    workers: int = 0,
-    progress: bool = True,
-) -> PrepareReport:
-    """Write ``VOCdevkit/VOC2012/annotations_detectron2{,_bg}/<split>``.
-
-    Args:
-        root: dataset root (default ``$DETECTRON2_DATASETS`` or ``./datasets``).
-        splits: ``"val"`` (default; PAS-20/PAS-20b evaluation) and/or ``"train"`` (train.txt + aug.txt).
-        overwrite: rewrite existing outputs.
-        workers: worker processes (0: none).
-        progress: show progress bars.
-    """
-    voc = require_dir(resolve_root(root) / "VOCdevkit" / "VOC2012", "PASCAL VOC 2012", _HOW)
-    sets = require_dir(voc / "ImageSets" / "Segmentation", "VOC segmentation id lists", _HOW)
-    chosen = check_splits(splits, ["train", "val"], "ovcore prepare voc")
-    label_roots = [voc / d for d in ("SegmentationClass", "SegmentationClassAug") if (voc / d).is_dir()]
-    if not label_roots:
-        raise FileNotFoundError(
-            f"VOC labels not found: neither {voc}/SegmentationClass nor SegmentationClassAug; {_HOW}"
-        )
-    report = PrepareReport("voc")
-    for split in chosen:
+def _split_jobs(voc: Path, sets: Path, splits: Sequence[str]) -> Iterator[SplitJobs]:
+    for split in splits:
         ids: list[str] = []
         for i, list_name in enumerate(_ID_LISTS[split]):
             path = sets / list_name
@@ -140,8 +116,35 @@ def prepare_voc(
                 f"{len(missing)} of {len(ids)} VOC {split} ids have no label in {' or '.join(_LABEL_DIRS[split])} "
                 f"(e.g. {', '.join(missing[:3])}); {_HOW}"
             )
-        report.add(
-            run_jobs(_convert, jobs, overwrite=overwrite, workers=workers, desc=f"voc {split}", progress=progress)
+        yield SplitJobs(
+            split, jobs, (voc / "annotations_detectron2" / split, voc / "annotations_detectron2_bg" / split)
         )
-        report.outputs += [voc / "annotations_detectron2" / split, voc / "annotations_detectron2_bg" / split]
-    return report
+
+
+def prepare_voc(
+    root: str | os.PathLike | None = None,
+    *,
+    splits: Sequence[str] = ("val",),
+    overwrite: bool = False,
+    workers: int = 0,
+    progress: bool = True,
+) -> PrepareReport:
+    """Write ``VOCdevkit/VOC2012/annotations_detectron2{,_bg}/<split>``.
+
+    Args:
+        root: dataset root (default ``$DETECTRON2_DATASETS`` or ``./datasets``).
+        splits: ``"val"`` (default; PAS-20/PAS-20b evaluation) and/or ``"train"`` (train.txt + aug.txt).
+        overwrite: rewrite existing outputs.
+        workers: worker processes (0: none).
+        progress: show progress bars.
+    """
+    voc = require_dir(resolve_root(root) / "VOCdevkit" / "VOC2012", "PASCAL VOC 2012", _HOW)
+    sets = require_dir(voc / "ImageSets" / "Segmentation", "VOC segmentation id lists", _HOW)
+    chosen = check_splits(splits, ["train", "val"], "ovcore prepare voc")
+    label_roots = [voc / d for d in ("SegmentationClass", "SegmentationClassAug") if (voc / d).is_dir()]
+    if not label_roots:
+        raise FileNotFoundError(
+            f"VOC labels not found: neither {voc}/SegmentationClass nor SegmentationClassAug; {_HOW}"
+        )
+    work = _split_jobs(voc, sets, chosen)
+    return convert_splits("voc", _convert, work, overwrite=overwrite, workers=workers, progress=progress)
