@@ -42,6 +42,8 @@ def _run_aot(tmp_path, *args: str) -> subprocess.CompletedProcess:
 def sm90_reports(tmp_path_factory) -> list[dict]:
     tmp_path = tmp_path_factory.mktemp("aot")
     out = _run_aot(tmp_path, "--arch", "90", "--json", str(tmp_path / "aot.json"))
+    if out.returncode == 2 and "binding internals" in out.stderr:
+        pytest.skip(out.stderr.strip())  # another Triton than the lock's (e.g. a GPU machine's own install)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     return json.loads((tmp_path / "aot.json").read_text())
 

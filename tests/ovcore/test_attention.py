@@ -52,4 +52,5 @@ def test_xformers_matches_the_reference_on_gpu() -> None:
     if not xformers_available():
         pytest.skip("xformers is not installed (it is kept out of the lock)")
     q, k, v = (torch.randn(2, 4, 100, 32, device="cuda", dtype=torch.float16) for _ in range(3))
-    torch.testing.assert_close(attention(q, k, v, backend="xformers"), reference_attention(q, k, v), atol=2e-3, rtol=2e-3)
+    out = attention(q, k, v, backend="xformers")
+    torch.testing.assert_close(out, reference_attention(q, k, v), atol=2e-3, rtol=2e-3)

@@ -197,7 +197,7 @@ def _launch_key(launch: Launch) -> tuple:
     constexpr = {p.name for p in launch.kernel.params if p.is_constexpr}
     names = [p.name for p in launch.kernel.params]
     args = tuple(
-        (n, a if n in constexpr else describe(a)) for n, a in zip(names, launch.args)
+        (n, a if n in constexpr else describe(a)) for n, a in zip(names, launch.args, strict=False)
     ) + tuple(sorted((k, v if k in constexpr or not isinstance(v, torch.Tensor) else describe(v))
                      for k, v in launch.kwargs.items()))
     return (launch.kernel.__name__, args)
@@ -294,7 +294,7 @@ def compile_all(archs: tuple[int, ...] = (90,), dtypes: tuple[str, ...] = ("fp32
             report = compile_launch(launch, arch)
             reports.append(report)
             if verbose:
-                print(f"[sm_{arch} {i}/{len(launches)}] {_format(report)}", flush=True)
+                print(f"[sm_{arch} {i}/{len(launches)}] {_format(report)}", flush=True)  # noqa: T201 - progress
     return reports
 
 
@@ -322,12 +322,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         reports = compile_all(tuple(args.arch or [90]), tuple(args.dtype or DTYPES), args.only)
     except (RuntimeError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)  # noqa: T201 - CLI output
         return 2
     failed = [r for r in reports if not r.ok]
     if args.json:
         args.json.write_text(json.dumps([asdict(r) | {"ok": r.ok} for r in reports], indent=2, default=str))
-    print(f"{len(reports) - len(failed)}/{len(reports)} kernels compiled"
+    print(f"{len(reports) - len(failed)}/{len(reports)} kernels compiled"  # noqa: T201 - CLI output
           + (f"; {len(failed)} failed" if failed else ""))
     return 1 if failed else 0
 

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from ovcore.attention import attention
 from torch import nn
+
+from ovcore.attention import attention
 
 from .config import GLMConfig
 
