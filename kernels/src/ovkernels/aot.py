@@ -191,7 +191,8 @@ def _launch_key(launch: Launch) -> tuple:
         if isinstance(a, torch.Tensor):
             return ("tensor", a.dtype)
         if isinstance(a, int) and not isinstance(a, bool):
-            return ("int", a == 1)  # Triton specialises ints equal to 1; other values share one binary
+            # Triton specialises ints equal to 1 and ints divisible by 16; other values share one binary.
+            return ("int", a == 1, a % 16 == 0)
         return ("value", a) if isinstance(a, (bool, str)) else ("value", type(a).__name__)
 
     constexpr = {p.name for p in launch.kernel.params if p.is_constexpr}
