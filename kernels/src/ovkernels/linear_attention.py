@@ -42,6 +42,14 @@ def _mm(a, b, USE_DOT: tl.constexpr, PREC: tl.constexpr):
 
 
 @triton.jit
+def _row_tile(base, l0, offs_l, offs_d, d_ok, L, row_stride):
+    """Offsets and mask of the (BLOCK_L, BLOCK_D) tile of rows l0.. of one (sequence, head)."""
+    rows = l0 + offs_l
+    m = (rows < L)[:, None] & d_ok[None, :]
+    return base + rows[:, None] * row_stride + offs_d[None, :], m
+
+
+@triton.jit
 def _kv_state(
     K,
     V,
@@ -60,9 +68,7 @@ def _kv_state(
     kv = tl.zeros([BLOCK_D, BLOCK_D], dtype=tl.float32)
     z = tl.zeros([BLOCK_D], dtype=tl.float32)
     for l0 in range(0, L, BLOCK_L):
-        rows = l0 + offs_l
-        m = (rows < L)[:, None] & d_ok[None, :]
-        ptr = base + rows[:, None] * row_stride + offs_d[None, :]
+        ptr, m = _row_tile(base, l0, offs_l, offs_d, d_ok, L, row_stride)
         k = tl.load(K + ptr, mask=m, other=0.0).to(tl.float32)
         v = tl.load(V + ptr, mask=m, other=0.0).to(tl.float32)
         pk = tl.where(m, _phi(k), 0.0)  # phi(0) = 1, so padding must be zeroed explicitly
@@ -95,9 +101,7 @@ def _la_fwd_kernel(
     d_ok = offs_d < D
     kv, z = _kv_state(K, V, base, L, row_stride, offs_l, offs_d, d_ok, BLOCK_L, BLOCK_D, USE_DOT, PREC)
     for l0 in range(0, L, BLOCK_L):
-        rows = l0 + offs_l
-        m = (rows < L)[:, None] & d_ok[None, :]
-        ptr = base + rows[:, None] * row_stride + offs_d[None, :]
+        ptr, m = _row_tile(base, l0, offs_l, offs_d, d_ok, L, row_stride)
         q = tl.load(Q + ptr, mask=m, other=0.0).to(tl.float32)
         pq = tl.where(m, _phi(q), 0.0)
         num = _mm(pq, kv, USE_DOT, PREC)
@@ -140,9 +144,7 @@ def _la_bwd_kernel(
     ds = tl.zeros([BLOCK_D, BLOCK_D], dtype=tl.float32)
     dz = tl.zeros([BLOCK_D], dtype=tl.float32)
     for l0 in range(0, L, BLOCK_L):
-        rows = l0 + offs_l
-        m = (rows < L)[:, None] & d_ok[None, :]
-        ptr = base + rows[:, None] * row_stride + offs_d[None, :]
+        ptr, m = _row_tile(base, l0, offs_l, offs_d, d_ok, L, row_stride)
         q = tl.load(Q + ptr, mask=m, other=0.0).to(tl.float32)
         g = tl.load(DO + ptr, mask=m, other=0.0).to(tl.float32)
         a = tl.where(m, _phi(q), 0.0)
@@ -156,9 +158,7 @@ def _la_bwd_kernel(
         dz += tl.sum(gd[:, None] * a, axis=0)
     ds_t = tl.trans(ds)
     for l0 in range(0, L, BLOCK_L):
-        rows = l0 + offs_l
-        m = (rows < L)[:, None] & d_ok[None, :]
-        ptr = base + rows[:, None] * row_stride + offs_d[None, :]
+        ptr, m = _row_tile(base, l0, offs_l, offs_d, d_ok, L, row_stride)
         k = tl.load(K + ptr, mask=m, other=0.0).to(tl.float32)
         v = tl.load(V + ptr, mask=m, other=0.0).to(tl.float32)
         b = tl.where(m, _phi(k), 0.0)
