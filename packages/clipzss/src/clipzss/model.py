@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ovcore.train.optim import NORM_TYPES, named_trainable_parameters
+
 from .config import CLIPZSSConfig, config_to_dict
 from .glm import GlobalLearningModule
 from .losses import bce_prototype_loss, ce_loss, classifier_logits, nel_loss
@@ -386,27 +388,13 @@ class CLIPZSS(nn.Module):
             "backbone": self.cfg.backbone_lr_mult if backbone_lr_mult is None else backbone_lr_mult,
             "head": self.cfg.head_lr_mult if head_lr_mult is None else head_lr_mult,
         }
-        norm_types = (
-            nn.modules.batchnorm._BatchNorm,
-            nn.GroupNorm,
-            nn.LayerNorm,
-            nn.modules.instancenorm._InstanceNorm,
-        )
         buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
-        seen: set[int] = set()
-        for module_name, module in self.named_modules():
-            for pname, param in module.named_parameters(recurse=False):
-                if not param.requires_grad or id(param) in seen:
-                    continue
-                seen.add(id(param))
-                name = f"{module_name}.{pname}" if module_name else pname
-                part = "backbone" if name.startswith("student.backbone.") else "head"
-                no_decay = (
-                    isinstance(module, norm_types)
-                    or param.ndim <= 1
-                    or any(key in name for key in self.cfg.no_decay_names)
-                )
-                buckets.setdefault((part, no_decay), []).append(param)
+        for name, param, module in named_trainable_parameters(self):
+            part = "backbone" if name.startswith("student.backbone.") else "head"
+            no_decay = (
+                isinstance(module, NORM_TYPES) or param.ndim <= 1 or any(key in name for key in self.cfg.no_decay_names)
+            )
+            buckets.setdefault((part, no_decay), []).append(param)
         groups = []
         for (part, no_decay), params in sorted(buckets.items()):
             mult = float(mults[part])

@@ -11,6 +11,7 @@ from torch import nn
 
 from ovcore.costmap import cost_map
 from ovcore.text import get_templates
+from ovcore.train.optim import NORM_TYPES, named_trainable_parameters
 from sed.config import SEDConfig
 from sed.decoder import Aggregator
 from sed.encoder import SEDEncoder
@@ -18,15 +19,6 @@ from sed.losses import sed_bce_loss
 
 __all__ = ["SED", "NORM_TYPES", "LOSS_NAMES"]
 
-# detectron2's WEIGHT_DECAY_NORM applies to instances of these torch classes (subclasses included), not to
-# hand-written norms such as the decoder ConvNeXt block's LayerNorm (spec §8).
-NORM_TYPES: tuple[type[nn.Module], ...] = (
-    nn.LayerNorm,
-    nn.GroupNorm,
-    nn.modules.batchnorm._BatchNorm,
-    nn.modules.instancenorm._InstanceNorm,
-    nn.LocalResponseNorm,
-)
 LOSS_NAMES = ("loss_final", "loss_aux0", "loss_aux1", "loss_aux2")
 _SKIP_FEATURES = ("res4", "res3", "res2")
 
@@ -278,18 +270,14 @@ class SED(nn.Module):
 
     def _group_params(self) -> dict[tuple[str, float, bool], list[tuple[str, nn.Parameter]]]:
         groups: dict[tuple[str, float, bool], list[tuple[str, nn.Parameter]]] = {}
-        seen: set[int] = set()
-        for module_name, module in self.named_modules():
-            for pname, param in module.named_parameters(recurse=False):
-                if not param.requires_grad or id(param) in seen:
-                    continue
-                seen.add(id(param))
-                name = f"{module_name}.{pname}" if module_name else pname
-                is_clip = name.startswith("encoder.")
-                is_norm = isinstance(module, NORM_TYPES)
-                key = ("clip" if is_clip else "decoder") + ("_norm" if is_norm else "")
-                mult = self.cfg.clip_lr_multiplier if is_clip else 1.0
-                groups.setdefault((key, mult, is_norm), []).append((name, param))
+        for name, param, module in named_trainable_parameters(self):
+            is_clip = name.startswith("encoder.")
+            # detectron2's WEIGHT_DECAY_NORM applies to instances of the torch norm classes, not to hand-written
+            # norms such as the decoder ConvNeXt block's LayerNorm (spec §8).
+            is_norm = isinstance(module, NORM_TYPES)
+            key = ("clip" if is_clip else "decoder") + ("_norm" if is_norm else "")
+            mult = self.cfg.clip_lr_multiplier if is_clip else 1.0
+            groups.setdefault((key, mult, is_norm), []).append((name, param))
         return groups
 
     def param_groups(

@@ -45,12 +45,13 @@ from .distributed import (
     wrap_ddp,
 )
 from .engine import EvaluateFn, StepCallback, TrainResult, seed_all, train
-from .optim import NORM_TYPES, build_optimizer, build_param_groups, lr_multiplier
+from .optim import NORM_TYPES, build_optimizer, build_param_groups, lr_multiplier, named_trainable_parameters
 from .schedule import LrFactor, build_scheduler, lr_factor
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "NORM_TYPES",
+    "named_trainable_parameters",
     "Checkpointer",
     "DistInfo",
     "EvaluateFn",

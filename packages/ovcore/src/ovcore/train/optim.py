@@ -56,7 +56,11 @@ def lr_multiplier(name: str, multipliers: Mapping[str, float] | Iterable[tuple[s
     return float(multipliers[max(matching, key=len)])
 
 
-def _named_trainable(model: nn.Module) -> Iterable[tuple[str, nn.Parameter, nn.Module]]:
+def named_trainable_parameters(model: nn.Module) -> Iterable[tuple[str, nn.Parameter, nn.Module]]:
+    """``(full name, parameter, owning module)`` of every trainable parameter, each shared parameter once.
+
+    The owning module is what the norm rules look at (``isinstance(module, NORM_TYPES)``).
+    """
     seen: set[int] = set()
     for module_name, module in model.named_modules():
         for param_name, param in module.named_parameters(recurse=False):
@@ -80,7 +84,7 @@ def build_param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any
     multipliers = dict(cfg.lr_multipliers)
     groups: dict[tuple[float, float], dict[str, Any]] = {}
     used_patterns: set[str] = set()
-    for name, param, module in _named_trainable(model):
+    for name, param, module in named_trainable_parameters(model):
         mult = lr_multiplier(name, multipliers)
         used_patterns.update(p for p in multipliers if _matches(name, p))
         if isinstance(module, NORM_TYPES):
