@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import random
 
+import numpy as np
 import torch
 from train_fixtures import RandomSegmentation
 
@@ -58,8 +60,11 @@ def test_workers_do_not_change_the_batches() -> None:
 def test_seeded_samples_leave_the_global_rng_alone() -> None:
     view = SeededSamples(RandomSegmentation(4), seed=0)
     state = torch.get_rng_state()
+    py_state, np_state = random.getstate(), np.random.get_state()
     a = view[(3, 1)]["image"]
     assert torch.equal(torch.get_rng_state(), state)
+    assert random.getstate() == py_state
+    assert np.array_equal(np.random.get_state()[1], np_state[1]) and np.random.get_state()[2] == np_state[2]
     view[(0, 2)]
     torch.testing.assert_close(view[(3, 1)]["image"], a, rtol=0, atol=0)
     assert sample_seed(0, 3, 1) != sample_seed(0, 1, 3)

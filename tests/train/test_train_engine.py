@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -93,6 +95,36 @@ def test_outputs_metrics_eval_json_and_tensorboard(tmp_path) -> None:
     assert [e.step for e in events.Scalars("train/loss")] == [2, 4, 6]
 
 
+def test_images_per_s_excludes_checkpoint_and_evaluation_time(tmp_path, monkeypatch) -> None:
+    # A fake clock that only the model, checkpoint writes and evaluation advance: each step costs 1 s of training.
+    engine = importlib.import_module("ovcore.train.engine")
+    clock = [0.0]
+    monkeypatch.setattr(engine, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    real_save = torch.save
+
+    def slow_save(*args, **kwargs):
+        clock[0] += 50.0
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", slow_save)
+
+    class OneSecondStep(TinySegmenter):
+        def forward(self, batch):
+            clock[0] += 1.0
+            return super().forward(batch)
+
+    def slow_eval(model, iteration):
+        clock[0] += 100.0
+        return {"iteration": iteration}
+
+    # Evaluations (2, 6) and checkpoints (3, 6, 8) fall inside the logged windows (1-4, 5-8), not on their ends.
+    cfg = tiny_config(tmp_path, max_iters=8, log_every=4, eval_every=2, checkpoint_every=3, eval_at_end=False)
+    train(cfg, OneSecondStep, RandomSegmentation(8), evaluate_fn=slow_eval)
+    records = read_metrics(tmp_path)
+    assert [r["iteration"] for r in records] == [4, 8]
+    assert [r["images_per_s"] for r in records] == pytest.approx([4.0, 4.0])  # batch 4 per 1-second step
+
+
 def test_loss_weights_and_step_callback(tmp_path) -> None:
     seen = []
     cfg = tiny_config(tmp_path / "w", max_iters=3, loss_weights={"l2": 0.0})
@@ -151,8 +183,10 @@ def test_bad_configs(tmp_path) -> None:
         train(tiny_config(tmp_path, batch_size=16), TinySegmenter, data)
     with pytest.raises(ValueError, match="does not exist"):
         train(tiny_config(tmp_path, resume_from=str(tmp_path / "nope.pt")), TinySegmenter, data)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_iters"):
         train(tiny_config(tmp_path, max_iters=0), TinySegmenter, data)
+    with pytest.raises(ValueError, match="clip_grad_norm"):
+        train(tiny_config(tmp_path, clip_grad_norm=0.0), TinySegmenter, data)
 
 
 def test_non_finite_loss_stops_the_run(tmp_path) -> None:
@@ -165,11 +199,10 @@ def test_non_finite_loss_stops_the_run(tmp_path) -> None:
 
 
 def test_trains_on_the_demo_dataset(tmp_path) -> None:
-    demo = pytest.importorskip("ovcore.data.demo")
-    try:
-        data = demo.DemoSegmentation(num_images=4, size=32, seed=0)
-    except TypeError:
-        pytest.skip("DemoSegmentation signature differs from the contract")
+    # ovcore ships the demo dataset, so a missing module or a changed signature is a failure, not a skip.
+    from ovcore.data import demo
+
+    data = demo.DemoSegmentation(num_images=4, size=32, seed=0)
     num_classes = len(demo.DEMO_CLASSES)
     model = lambda: TinySegmenter(num_classes=num_classes)  # noqa: E731
     result = train(tiny_config(tmp_path, max_iters=2, batch_size=2), model, data)

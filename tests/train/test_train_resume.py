@@ -55,6 +55,23 @@ def test_resume_after_exception_matches_uninterrupted_run(tmp_path, reference) -
     assert _curve(tmp_path) == _curve(reference)
 
 
+def test_resume_drops_a_torn_metrics_line(tmp_path, reference) -> None:
+    # A process killed mid-append leaves half a JSON record at the end of metrics.jsonl; resuming must not choke on it.
+    def stop_at_5(iteration, losses):
+        if iteration == 5:
+            raise Interrupt
+
+    cfg = resume_config(tmp_path)
+    with pytest.raises(Interrupt):
+        train(cfg, dropout_model, RandomSegmentation(12), step_callback=stop_at_5)
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"iteration": 6, "loss": 0.')
+    cfg.resume = True
+    train(cfg, dropout_model, RandomSegmentation(12))
+    assert _curve(tmp_path) == _curve(reference)
+    assert not list(tmp_path.glob(".metrics.jsonl.tmp*"))  # rewritten through a temporary file, then renamed
+
+
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, reference) -> None:
     # A real crash: the subprocess (with 2 data-loader workers) kills itself with SIGKILL at iteration 5, after the
     # checkpoint of iteration 3; the resume runs in this process with no workers.

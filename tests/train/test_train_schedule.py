@@ -73,6 +73,7 @@ def test_poly_with_warmup_known_values() -> None:
     # Warm-up is monotone and continuous at its end.
     values = [lr_factor(cfg, it, n) for it in range(0, 1600, 50)]
     assert all(a < b for a, b in zip(values[:30], values[1:30], strict=False))
+    assert lr_factor(cfg, 1499, n) == pytest.approx(lr_factor(cfg, 1500, n), rel=1e-3)
 
 
 @pytest.mark.parametrize(

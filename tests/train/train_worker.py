@@ -41,6 +41,7 @@ def dist(out: str) -> None:
         "mean_rank": all_reduce_mean({"r": float(info.rank)})["r"],
         "gathered": all_gather_object(info.rank),
         "losses": result.losses,
+        "checkpoint": str(result.checkpoint),
     }
     with open(os.path.join(out, f"rank{info.rank}.json"), "w") as f:
         json.dump(report, f)

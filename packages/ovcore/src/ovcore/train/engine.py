@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import random
 import sys
 import time
 import warnings
@@ -71,8 +72,6 @@ class TrainResult:
 
 def seed_all(seed: int) -> None:
     """Seed Python's ``random``, NumPy's global RNG, torch's CPU RNG and every CUDA RNG."""
-    import random
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -153,21 +152,34 @@ def _to_device(obj: Any, device: torch.device) -> Any:
     return obj
 
 
-def _write_json(path: Path, data: Any) -> None:
+def _replace_text(path: Path, text: str) -> None:
+    # Write beside the target and rename, so a crash leaves the old file or the new one, never a torn one.
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    _replace_text(path, json.dumps(data, indent=2, default=str))
+
+
+def _iteration_of_record(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["iteration"])
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def _truncate_metrics(path: Path, iteration: int) -> None:
     # Records past the resumed checkpoint belong to the interrupted run's lost work; the resumed run rewrites them.
+    # A process killed mid-append may leave a torn last line, which is dropped rather than failing the resume.
     if not path.exists():
         return
-    kept = [
-        line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["iteration"] <= iteration
-    ]
-    path.write_text("".join(line + "\n" for line in kept))
+    records = [(line, _iteration_of_record(line)) for line in path.read_text().splitlines() if line.strip()]
+    if any(it is None for _, it in records):
+        logger.warning("dropped unreadable lines of %s (a run killed while writing it)", path)
+    _replace_text(path, "".join(line + "\n" for line, it in records if it is not None and it <= iteration))
 
 
 class _Trainer:
@@ -258,7 +270,7 @@ class _Trainer:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.start_iter = int(state["iteration"])
-        if state.get("data", {}).get("batch_size") != cfg.batch_size:
+        if state.get("data", {}).get("batch_size") != cfg.batch_size and self.info.is_main:
             logger.warning("resuming with a different batch size: the data order will not match the first run")
         rng = state.get("rng") or []
         if len(rng) == self.info.world_size:
@@ -295,9 +307,10 @@ class _Trainer:
                 "world_size": self.info.world_size,
                 "config": config_to_dict(self.cfg),
             }
-            self.last_checkpoint = self.checkpointer.save(state, iteration)
-            logger.info("saved %s", self.last_checkpoint)
+            logger.info("saved %s", self.checkpointer.save(state, iteration))
         barrier()
+        # Every rank reports the file rank 0 wrote (TrainResult.checkpoint is documented for every rank).
+        self.last_checkpoint = self.checkpointer.path_for(iteration)
 
     # ------------------------------------------------------------------------------------------------ evaluation
     def _evaluate(self, iteration: int) -> dict[str, Any] | None:
@@ -428,6 +441,7 @@ class _Trainer:
                     gn = float(grad_norm) if grad_norm is not None else None
                     result.losses = self._log(iteration, window, time.perf_counter() - tic, gn, lr)
                     window, tic = [], time.perf_counter()
+                paused = time.perf_counter()
                 if (cfg.checkpoint_every and iteration % cfg.checkpoint_every == 0) or iteration == cfg.max_iters:
                     self._save(iteration)
                 if (cfg.eval_every and iteration % cfg.eval_every == 0) or (
@@ -436,7 +450,9 @@ class _Trainer:
                     res = self._evaluate(iteration)
                     if res is not None:
                         result.eval_results[iteration] = res
-                    tic = time.perf_counter()
+                # images_per_s measures training only: move the window's start past the checkpoint / evaluation time
+                # (resetting it would drop the window's earlier steps when these do not fall on a logged iteration).
+                tic += time.perf_counter() - paused
                 result.iteration = iteration
                 if self.step_callback is not None:
                     self.step_callback(iteration, losses)
