@@ -89,7 +89,7 @@ def measure(benchmark: Any) -> Callable[..., dict[str, Any]]:
             "median_ms": benchmark.stats.stats.median * 1e3,
             "peak_mem_mb": peak,
             "device": device_name(),
-            **{k: v for k, v in extra.items()},
+            **extra,
         }
         benchmark.extra_info.update(row)
         _ROWS[kernel].append(row)

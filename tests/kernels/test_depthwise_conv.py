@@ -75,6 +75,12 @@ def test_partial_requires_grad_and_no_grad():
     x_ref = x.detach().requires_grad_()
     (dx_ref,) = torch.autograd.grad(reference_depthwise_conv2d(x_ref, weight, bias).sum(), (x_ref,))
     assert_verbose_allclose(dx, dx_ref, 1e-5, 1e-5, "dx")
+    # A trained weight next to a frozen bias: the weight gradient alone (the bias reduction is skipped).
+    w_leaf = weight.clone().requires_grad_()
+    (dw,) = torch.autograd.grad(depthwise_conv2d(x.detach(), w_leaf, bias, backend="triton").sum(), (w_leaf,))
+    w_ref = weight.clone().requires_grad_()
+    (dw_ref,) = torch.autograd.grad(reference_depthwise_conv2d(x.detach(), w_ref, bias).sum(), (w_ref,))
+    assert_verbose_allclose(dw, dw_ref, 1e-4, 1e-4, "dweight")
     with torch.no_grad():
         y = depthwise_conv2d(x, weight, None, backend="triton")
     assert_verbose_allclose(y, reference_depthwise_conv2d(x.detach(), weight), 1e-5, 1e-5, "y")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -82,9 +84,19 @@ def test_reference_matches_definition(n, seq, heads, d, eps, seed):
     torch.testing.assert_close(reference_linear_attention(q, k, v, eps), _quadratic(q, k, v, eps))
 
 
-def test_cpu_default_is_reference():
+def test_cpu_default_is_reference(monkeypatch):
     q, k, v = (torch.randn(2, 5, 2, 4) for _ in range(3))
     torch.testing.assert_close(linear_attention(q, k, v, backend="reference"), reference_linear_attention(q, k, v))
+    # Without backend= or an OVKERNELS_* override, CPU tensors never reach the Triton Function (even with the
+    # interpreter on, as in these tests).
+    for name in ("OVKERNELS_FORCE_TRITON", "OVKERNELS_FORCE_REFERENCE"):
+        monkeypatch.delenv(name, raising=False)
+
+    def fail(*args):
+        raise AssertionError("the Triton path ran for CPU tensors")
+
+    monkeypatch.setattr(importlib.import_module("ovkernels.linear_attention").LinearAttentionFunction, "apply", fail)
+    torch.testing.assert_close(linear_attention(q, k, v), reference_linear_attention(q, k, v))
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,7 @@ def test_force_triton_env(clean_env):
 @requires_triton
 def test_force_triton_without_interpreter_fails_loudly(clean_env):
     clean_env.setenv("TRITON_INTERPRET", "0")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="needs CUDA tensors"):
         use_triton(torch.zeros(1), backend="triton")
 
 

@@ -123,6 +123,35 @@ def test_mask_extreme_values():
         assert torch.equal(topk_category_mask(logits, k, backend="triton"), reference_topk_category_mask(logits, k)), k
 
 
+def test_reference_never_keeps_nan():
+    # NaN ranks below every number, -inf included: it is never kept and takes none of a pixel's k places.
+    logits = torch.tensor([float("nan"), 1.0, 3.0, 2.0, -float("inf")]).view(1, 5, 1, 1)
+    expected = {1: [2], 2: [2, 3], 3: [1, 2, 3], 4: [1, 2, 3, 4]}
+    for k, kept in expected.items():
+        assert reference_topk_category_mask(logits, k)[0].nonzero()[:, 0].tolist() == kept, k
+
+
+@requires_triton
+@settings(max_examples=8)
+@given(
+    bsz=st.integers(1, 2),
+    t=CLASS_COUNTS,
+    hw=st.sampled_from([1, 3, 17]),
+    k=st.integers(1, 6),
+    ties=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_mask_with_nan_matches_reference(bsz, t, hw, k, ties, seed):
+    logits = _logits((bsz, t, hw, 1), seed, ties)
+    gen = torch.Generator().manual_seed(seed + 1)
+    logits[(torch.rand(logits.shape, generator=gen) < 0.3).to(DEVICE)] = float("nan")
+    expected = reference_topk_category_mask(logits, k)
+    assert torch.equal(topk_category_mask(logits, k, backend="triton"), expected)
+    if k < t:  # k >= T keeps every class without a launch
+        assert torch.equal(topk_gather._topk_mask_launch(logits, k, resident_max=2, chunk=4), expected)
+        assert not (expected & logits.isnan().flatten(2).all(2)).any()  # a class NaN at every pixel is never kept
+
+
 @requires_triton
 @settings(max_examples=10)
 @given(bsz=st.integers(1, 4), t=CLASS_COUNTS, p=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))

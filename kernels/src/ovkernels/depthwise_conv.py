@@ -2,9 +2,9 @@
 
 Layout NCHW, odd kernels 1..13, fp32/fp16/bf16 with fp32 accumulation.
 
-* forward: one program per (image-channel plane, block of flattened pixels); the k*k taps are unrolled and every
-  tap is a contiguous masked load of the plane shifted by ``(i - k//2) * W + (j - k//2)``, so loads stay coalesced
-  and the halo is served from L1/L2.
+* forward: one program per (image-channel plane, block of flattened pixels); a loop over the k tap rows with the k
+  columns unrolled, every tap a contiguous masked load of the plane shifted by ``(i - k//2) * W + (j - k//2)``, so
+  loads stay coalesced and the halo is served from L1/L2.
 * grad input: the same kernel with the taps flipped (a depthwise conv is its own adjoint up to the flip).
 * grad weight / bias: a deterministic two-stage reduction. Program (c, g) walks the planes n = g, g + G, ... of
   channel c and holds a (taps x pixels) fp32 accumulator; partial sums per g are added by ``torch.sum``.
@@ -201,10 +201,11 @@ class DepthwiseConv2dFunction(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad
         dx = _conv_launch(dy, weight, None, flip=True) if need_x else None
         dw = db = None
-        if need_w or (need_b and ctx.has_bias):
-            dw, db = _weight_grad_launch(x, dy, weight.shape[-1], with_bias=ctx.has_bias)
+        with_bias = ctx.has_bias and need_b  # a frozen bias needs no reduction
+        if need_w or with_bias:
+            dw, db = _weight_grad_launch(x, dy, weight.shape[-1], with_bias=with_bias)
             dw = dw.to(weight.dtype) if need_w else None
-            db = db.to(ctx.bias_dtype) if (db is not None and need_b) else None
+            db = db.to(ctx.bias_dtype) if with_bias else None
         return dx, dw, db
 
 

@@ -21,6 +21,14 @@ from ovkernels.utils import cdiv, ensure_contiguous, next_power_of_2, tl, triton
 
 
 @triton.jit
+def _load_tile(X_IMAGE, ts, pix, p_ok, T, HW):
+    """The (classes ts x pixels pix) tile of one image's logits in fp32, and its mask; padding reads -inf."""
+    m = (ts < T)[:, None] & p_ok[None, :]
+    x = tl.load(X_IMAGE + ts[:, None] * HW + pix[None, :], mask=m, other=float("-inf")).to(tl.float32)
+    return x, m
+
+
+@triton.jit
 def _next_in_order(x, ts, m, thr_v, thr_t, T):
     """Per pixel (column), the first element after (thr_v, thr_t) in (value desc, index asc) order: (value, index).
 
@@ -31,6 +39,15 @@ def _next_in_order(x, ts, m, thr_v, thr_t, T):
     best_v = tl.max(tl.where(elig, x, float("-inf")), axis=0)
     best_t = tl.min(tl.where(elig & (x == best_v[None, :]), ts[:, None], T), axis=0)
     return best_v, best_t
+
+
+@triton.jit
+def _mark_kept(MASK_ROW, x, ts, m, thr_v, thr_t, T):
+    """Set MASK_ROW[t] for every class t of the tile that some pixel keeps: up to (thr_v, thr_t) in the order."""
+    sel = m & ((x > thr_v[None, :]) | ((x == thr_v[None, :]) & (ts[:, None] <= thr_t[None, :])))
+    hit = tl.max(sel.to(tl.int32), axis=1)
+    # Every writer stores the same 1, so concurrent programs need no atomics.
+    tl.store(MASK_ROW + ts, hit.to(tl.uint8), mask=(ts < T) & (hit > 0))
 
 
 @triton.jit
@@ -46,14 +63,10 @@ def _topk_mask_kernel(X, MASK, T, HW, k, BLOCK_T: tl.constexpr, BLOCK_P: tl.cons
     thr_t = tl.full([BLOCK_P], -1, dtype=tl.int32)
     if RESIDENT:
         # The whole class column of BLOCK_P pixels lives in registers: one load, then k register-only passes.
-        m = (offs_t < T)[:, None] & p_ok[None, :]
-        x = tl.load(X + base + offs_t[:, None] * HW + pix[None, :], mask=m, other=float("-inf")).to(tl.float32)
+        x, m = _load_tile(X + base, offs_t, pix, p_ok, T, HW)
         for _ in range(k):
             thr_v, thr_t = _next_in_order(x, offs_t, m, thr_v, thr_t, T)
-        sel = m & ((x > thr_v[None, :]) | ((x == thr_v[None, :]) & (offs_t[:, None] <= thr_t[None, :])))
-        hit = tl.max(sel.to(tl.int32), axis=1)
-        # Every writer stores the same 1, so concurrent programs need no atomics.
-        tl.store(MASK + b * T + offs_t, tl.full([BLOCK_T], 1, dtype=tl.uint8), mask=(offs_t < T) & (hit > 0))
+        _mark_kept(MASK + b * T, x, offs_t, m, thr_v, thr_t, T)
     else:
         # Long class axes: stream it in chunks, k + 1 passes (re-reads hit L1/L2).
         for _ in range(k):
@@ -61,8 +74,7 @@ def _topk_mask_kernel(X, MASK, T, HW, k, BLOCK_T: tl.constexpr, BLOCK_P: tl.cons
             best_t = tl.zeros([BLOCK_P], dtype=tl.int32) + T
             for t0 in range(0, T, BLOCK_T):
                 ts = t0 + offs_t
-                m = (ts < T)[:, None] & p_ok[None, :]
-                x = tl.load(X + base + ts[:, None] * HW + pix[None, :], mask=m, other=float("-inf")).to(tl.float32)
+                x, m = _load_tile(X + base, ts, pix, p_ok, T, HW)
                 cv, ct = _next_in_order(x, ts, m, thr_v, thr_t, T)
                 # Chunks come in index order, so an equal value from a later chunk never wins.
                 better = (cv > best_v) | ((cv == best_v) & (ct < best_t))
@@ -72,12 +84,8 @@ def _topk_mask_kernel(X, MASK, T, HW, k, BLOCK_T: tl.constexpr, BLOCK_P: tl.cons
             thr_t = best_t
         for t0 in range(0, T, BLOCK_T):
             ts = t0 + offs_t
-            t_ok = ts < T
-            m = t_ok[:, None] & p_ok[None, :]
-            x = tl.load(X + base + ts[:, None] * HW + pix[None, :], mask=m, other=float("-inf")).to(tl.float32)
-            sel = m & ((x > thr_v[None, :]) | ((x == thr_v[None, :]) & (ts[:, None] <= thr_t[None, :])))
-            hit = tl.max(sel.to(tl.int32), axis=1)
-            tl.store(MASK + b * T + ts, tl.full([BLOCK_T], 1, dtype=tl.uint8), mask=t_ok & (hit > 0))
+            x, m = _load_tile(X + base, ts, pix, p_ok, T, HW)
+            _mark_kept(MASK + b * T, x, ts, m, thr_v, thr_t, T)
 
 
 @triton.jit
@@ -104,25 +112,27 @@ def _image_of_row(OFFSETS, j, B):
 
 
 @triton.jit
-def _gather_fwd_kernel(X, IDX, OFFSETS, Y, B, T, ROW, BLOCK: tl.constexpr):
+def _gather_block(IDX, OFFSETS, B, T, ROW, BLOCK: tl.constexpr):
+    """This program's packed row j and element block: (start of x row b(j)*T + indices[j], start of row j, offs, ok)."""
     j = tl.program_id(0)
     b = _image_of_row(OFFSETS, j, B)
-    src = (b * T + tl.load(IDX + j)).to(tl.int64) * ROW
+    x_row = (b * T + tl.load(IDX + j)).to(tl.int64) * ROW
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    ok = offs < ROW
-    tl.store(Y + j.to(tl.int64) * ROW + offs, tl.load(X + src + offs, mask=ok), mask=ok)
+    return x_row, j.to(tl.int64) * ROW, offs, offs < ROW
+
+
+@triton.jit
+def _gather_fwd_kernel(X, IDX, OFFSETS, Y, B, T, ROW, BLOCK: tl.constexpr):
+    x_row, y_row, offs, ok = _gather_block(IDX, OFFSETS, B, T, ROW, BLOCK)
+    tl.store(Y + y_row + offs, tl.load(X + x_row + offs, mask=ok), mask=ok)
 
 
 @triton.jit
 def _gather_bwd_kernel(DY, IDX, OFFSETS, DX, B, T, ROW, BLOCK: tl.constexpr):
-    j = tl.program_id(0)
-    b = _image_of_row(OFFSETS, j, B)
-    dst = (b * T + tl.load(IDX + j)).to(tl.int64) * ROW
-    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    ok = offs < ROW
-    g = tl.load(DY + j.to(tl.int64) * ROW + offs, mask=ok).to(tl.float32)
+    x_row, y_row, offs, ok = _gather_block(IDX, OFFSETS, B, T, ROW, BLOCK)
+    g = tl.load(DY + y_row + offs, mask=ok).to(tl.float32)
     # Atomic add so that repeated (b, t) rows accumulate; rows from compact_categories never collide.
-    tl.atomic_add(DX + dst + offs, g, mask=ok)
+    tl.atomic_add(DX + x_row + offs, g, mask=ok)
 
 
 def _topk_mask_launch(logits: torch.Tensor, k: int, resident_max: int = 2048, chunk: int = 256) -> torch.Tensor:
@@ -197,7 +207,8 @@ class GatherCategoriesFunction(torch.autograd.Function):
 
 
 def reference_topk_category_mask(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """Pure PyTorch ground truth for :func:`topk_category_mask` (same tie rule: lowest class index wins).
+    """Pure PyTorch ground truth for :func:`topk_category_mask` (same tie rule: lowest class index wins; NaN is
+    never kept).
 
     The k-th largest value v_k of a pixel is unambiguous even with ties, so a pixel keeps every class above v_k
     and the first ``k - #(above)`` classes equal to v_k, counted by a prefix sum over the class axis.
@@ -208,9 +219,13 @@ def reference_topk_category_mask(logits: torch.Tensor, k: int) -> torch.Tensor:
         return torch.zeros((bsz, t), device=logits.device, dtype=torch.bool)
     if k >= t:
         return torch.ones((bsz, t), device=logits.device, dtype=torch.bool)
+    # As in the kernel, NaN ranks below every number and is never kept; topk alone would rank it first, take one
+    # of the pixel's k places for it and so keep fewer real classes than the kernel.
+    number = ~x.isnan()
+    x = x.masked_fill(~number, float("-inf"))
     kth = x.topk(k, dim=2).values[..., -1:]
     above = x > kth
-    tied = x == kth
+    tied = (x == kth) & number
     room = k - above.sum(2, keepdim=True, dtype=torch.int32)
     keep = above | (tied & (tied.cumsum(2, dtype=torch.int32) <= room))
     return keep.any(1)
@@ -242,7 +257,7 @@ def topk_category_mask(logits: torch.Tensor, k: int, *, backend: str | None = No
         backend: ``None``/``"auto"``, ``"triton"`` or ``"reference"`` (see :func:`ovkernels.utils.use_triton`).
 
     Returns:
-        bool (B, T). Ties are broken towards the lowest class index.
+        bool (B, T). Ties are broken towards the lowest class index; NaN logits are never kept (unless k >= T).
     """
     if logits.dim() != 4:
         raise ValueError(f"logits must be (B, T, H, W), got shape {tuple(logits.shape)}")
