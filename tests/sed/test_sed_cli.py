@@ -24,6 +24,7 @@ from sed.cli import train as train_cli
 from sed.cli._common import (
     build_split,
     eval_protocol,
+    first_images,
     parse_class_list,
     read_class_file,
     resolve_benchmarks,
@@ -200,6 +201,14 @@ def test_demo_dataset_falls_back_to_memory(tmp_path: Path, demo_root: Path) -> N
     assert len(prepared) == 3 and tuple(prepared[0]["image"].shape) == (3, 64, 64)
     with pytest.raises(FileNotFoundError, match="ovcore prepare"):
         build_split("ade20k_150", tmp_path, "val")
+
+
+def test_first_images_limits_and_checks(tmp_path: Path) -> None:
+    data = build_split("demo", tmp_path, "val")
+    assert first_images(data, None, "--max-images") is data
+    assert len(first_images(data, 5, "--max-images")) == 5 and len(first_images(data, 99, "--max-images")) == 16
+    with pytest.raises(ValueError, match="--eval-max-images must be >= 1"):
+        first_images(data, 0, "--eval-max-images")
 
 
 def test_pas20b_protocol_collapses_background_proxies() -> None:

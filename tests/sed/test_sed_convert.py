@@ -225,6 +225,12 @@ def test_cli_writes_safetensors(tmp_path, capsys) -> None:
     torch.testing.assert_close(loaded.decoder.conv1.weight, source.decoder.conv1.weight)
     again = sed.create_sed("sed_tiny", checkpoint=read_checkpoint(out))
     torch.testing.assert_close(again.decoder.head.bias, source.decoder.head.bias)
+    # A .pth output holds {"model": state, "preset": name} (the README's `sed-convert ... OUT.pth --variant l`).
+    as_pth = tmp_path / "sed_tiny.pth"
+    assert main([str(path), str(as_pth), "--variant", "sed_tiny"]) == 0
+    assert read_checkpoint(as_pth)["preset"] == "sed_tiny"
+    from_pth = sed.create_sed("sed_tiny", checkpoint=as_pth)
+    torch.testing.assert_close(from_pth.decoder.conv1.weight, source.decoder.conv1.weight)
 
 
 class _Payload:

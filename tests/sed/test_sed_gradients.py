@@ -39,6 +39,7 @@ def test_encoder_learns_only_through_the_cost_map(setup) -> None:
     losses = model({"image": torch.zeros(2, 3, 64, 64), "label": labels})
     sum(losses.values()).backward()
     enc = _grads(model, "encoder.")
+    assert any(n.startswith("encoder.clip.visual.trunk.stages.0.") for n in enc)  # the early stages are checked too
     # res2..res4 feed the decoder only as detached skips, yet every stage gets a gradient via res5 -> Fv -> cost.
     assert all(_nonzero(g) for g in enc.values())
     model.zero_grad(set_to_none=True)

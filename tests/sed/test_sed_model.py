@@ -105,7 +105,11 @@ def test_vocabulary_switch_and_synonyms(tiny_model: sed.SED) -> None:
     assert emb.shape == (3, 80, 64)
     torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3, 80))
     again = tiny_model.set_vocabulary(["cat", "dog, puppy", "sky"])
-    assert again.data_ptr() == emb.data_ptr() or torch.equal(again, emb)  # cached
+    assert again.data_ptr() == emb.data_ptr()  # served from the in-memory cache, not re-encoded
+    # Synonyms: per template, the normalised mean of the synonyms' unit embeddings.
+    single = tiny_model.set_vocabulary(["dog", "puppy"])
+    torch.testing.assert_close(emb[1], F.normalize(single[0] + single[1], dim=-1))
+    assert not torch.allclose(emb[1], single[0])
     tiny_model.set_vocabulary(before)
 
 
@@ -113,6 +117,16 @@ def test_template_count_must_match_p(tiny_model: sed.SED) -> None:
     assert len(get_templates("imagenet")) == 80
     with pytest.raises(ValueError, match="P=80"):
         tiny_model.set_vocabulary(["cat"], templates="imagenet_select")
+
+
+def test_state_dict_checkpoint_drops_the_clip_cache_identity(tmp_path) -> None:
+    """The checkpoint replaces the text tower: the CLIP file must not name the embeddings in the disk cache."""
+    from ovcore.clip import save_clip_weights
+
+    clip_file = save_clip_weights(sed.create_sed("sed_tiny").encoder.clip, tmp_path / "clip.safetensors")
+    assert sed.create_sed("sed_tiny", pretrained_clip=clip_file).weights_id is not None
+    state = sed.create_sed("sed_tiny").state_dict()
+    assert sed.create_sed("sed_tiny", pretrained_clip=clip_file, checkpoint=state).weights_id is None
 
 
 def test_loading_weights_re_encodes_the_vocabulary() -> None:
@@ -149,6 +163,7 @@ def test_predict_follows_the_test_pipeline(tiny_model: sed.SED) -> None:
         ref = F.interpolate(logits.sigmoid(), size=(40, 52), mode="bilinear", align_corners=False)
     torch.testing.assert_close(out["probs"], ref, atol=1e-5, rtol=1e-4)
     assert not tiny_model.training
+    torch.testing.assert_close(tiny_model.predict_probs(images), out["probs"])  # the ovcore.evaluate score function
 
 
 def test_predict_with_cer_and_new_classes(tiny_model: sed.SED) -> None:

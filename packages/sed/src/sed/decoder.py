@@ -396,7 +396,8 @@ class Aggregator(nn.Module):
         k_prev: torch.Tensor,
         skip: torch.Tensor,
         keep: bool,
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+        with_head: bool = True,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         """Up + skip fusion + DoubleConv + the next head for one image, over row chunks.
 
         Args:
@@ -406,9 +407,10 @@ class Aggregator(nn.Module):
             k_prev: (n, C_k, h, w) the previous cost guidance rows (the cost map itself for layer 0).
             skip: (1, G, 2h, 2w) projected skip guidance of this image.
             keep: whether to return the layer output and this layer's cost guidance (for the next layer).
+            with_head: whether to run the next head (the auxiliary ones are only needed for CER or `with_aux`).
 
         Returns:
-            (output (n, C_out, 2h, 2w) or None, K (n, G, 2h, 2w) or None, head logits (n, 2h, 2w)).
+            (output (n, C_out, 2h, 2w) or None, K (n, G, 2h, 2w) or None, head logits (n, 2h, 2w) or None).
         """
         layer = self.layers[index]
         head = self.head if index == 2 else self.aux_heads[index + 1]
@@ -426,7 +428,7 @@ class Aggregator(nn.Module):
         dtype, device = x.dtype, x.device
         out = torch.empty((n, c_out, *size), dtype=dtype, device=device, memory_format=_CL) if keep else None
         k_out = torch.empty((n, g, *size), dtype=dtype, device=device, memory_format=_CL) if keep else None
-        logits = torch.empty((n, *size), dtype=dtype, device=device)
+        logits = torch.empty((n, *size), dtype=dtype, device=device) if with_head else None
 
         def chunk(i: int, j: int) -> None:
             kc = F.conv_transpose2d(k_prev[i:j].contiguous(memory_format=_CL), corr.weight, corr.bias, stride=2)
@@ -441,7 +443,8 @@ class Aggregator(nn.Module):
             z = F.group_norm(z, dc[4].num_groups, dc[4].weight, dc[4].bias, dc[4].eps).relu_()
             if out is not None:
                 out[i:j] = z
-            logits[i:j] = head(z)[:, 0]
+            if logits is not None:
+                logits[i:j] = head(z)[:, 0]
 
         run.map(chunk, run.split(n, 2 * max(c_out, g) * size[0] * size[1]))
         return out, k_out, logits
@@ -477,7 +480,9 @@ class Aggregator(nn.Module):
                     counts.append(int(ids.numel()))
                 x = self._cnext_(run, layer, x)
                 x = self._class_attention_(run, layer, x, pool)
-                x, k_prev, logits = self._sfm_(run, i, x, k_prev, guidance[i], keep=i < 2)
+                # head1 / head2 only feed CER and the aux outputs; the final head always runs.
+                with_head = i == 2 or k is not None or keep_aux
+                x, k_prev, logits = self._sfm_(run, i, x, k_prev, guidance[i], keep=i < 2, with_head=with_head)
                 aux.append(logits)
         logits = aux.pop()
         if k is not None:

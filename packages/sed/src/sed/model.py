@@ -252,7 +252,7 @@ class SED(nn.Module):
             stats = {"kept": [[t, t, t] for _ in range(cost.shape[0])]}
         stats["num_classes"] = t
         # Probabilities (not logits) are resized back to the input size, as detectron2's sem_seg_postprocess.
-        out = torch.cat([F.interpolate(p[None], size=(h, w), mode="bilinear", align_corners=False) for p in probs])
+        out = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
         return {"probs": out, "labels": out.argmax(1), "stats": stats}
 
     def predict_probs(self, images: torch.Tensor, k: int | None = None) -> torch.Tensor:

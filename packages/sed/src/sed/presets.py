@@ -51,8 +51,9 @@ def build_sed(
         from sed.convert import load_sed_checkpoint  # deferred: avoids an import cycle convert -> presets
 
         load_sed_checkpoint(model, checkpoint)
-        if not isinstance(checkpoint, dict):
-            model.weights_id = weights_id_of(checkpoint)
+        # The checkpoint replaces the text tower too, so the CLIP tag no longer names these weights; an in-memory
+        # state dict has no stable identity at all (embeddings are then re-encoded instead of read from disk).
+        model.weights_id = weights_id_of(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else None
     model.to(device)
     if class_names is not None:
         model.set_vocabulary(class_names)

@@ -451,12 +451,28 @@ def set_inference_options(model: Any, *, topk: int | None = None, pooling: int |
     return model.cfg.cer_topk
 
 
-def eval_transform(model: Any) -> Callable[[dict], dict] | None:
-    """The dataset side of the official test mapper: SEDTestTransform at the model's short side (None: no resize)."""
+def eval_transform(cfg: Any) -> Callable[[dict], dict] | None:
+    """The dataset side of the official test mapper: SEDTestTransform at the short side of an `SEDConfig` (None: no
+    resize); the model then warps to its input size itself."""
     from ovcore.data import SEDTestTransform
 
-    short = model.cfg.test_short_side
-    return None if short is None else SEDTestTransform(short, model.cfg.test_max_size)
+    short = cfg.test_short_side
+    return None if short is None else SEDTestTransform(short, cfg.test_max_size)
+
+
+def first_images(dataset: Dataset, n: int | None, option: str) -> Dataset:
+    """The first ``n`` samples of ``dataset`` (all of them for None), for quick evaluations.
+
+    Raises:
+        ValueError: ``n < 1`` (the message names ``option``).
+    """
+    if n is None:
+        return dataset
+    if n < 1:
+        raise ValueError(f"{option} must be >= 1, got {n}")
+    from torch.utils.data import Subset
+
+    return Subset(dataset, range(min(n, len(dataset))))
 
 
 def evaluate_model(

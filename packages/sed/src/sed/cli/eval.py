@@ -26,6 +26,7 @@ from sed.cli._common import (
     eval_protocol,
     eval_transform,
     evaluate_model,
+    first_images,
     fmt,
     load_model_from,
     quiet_logger,
@@ -85,16 +86,6 @@ class EvalConfig(ModelOptions):
     """Also print the per-class IoU / accuracy table of every benchmark (it is always in the JSON)."""
 
 
-def _limit(dataset: Any, n: int | None) -> Any:
-    if n is None:
-        return dataset
-    if n < 1:
-        raise ValueError(f"--max-images must be >= 1, got {n}")
-    from torch.utils.data import Subset
-
-    return Subset(dataset, range(min(n, len(dataset))))
-
-
 def run(cfg: EvalConfig) -> dict[str, dict[str, Any]]:
     """Body of ``sed-eval``; returns the results per benchmark key."""
     from ovcore.train import cleanup, init_distributed
@@ -112,8 +103,8 @@ def run(cfg: EvalConfig) -> dict[str, dict[str, Any]]:
         all_results: dict[str, dict[str, Any]] = {}
         for bench in benchmarks:
             protocol = eval_protocol(bench.dataset)
-            dataset = build_split(bench.dataset, cfg.data_root, cfg.split, eval_transform(model))
-            dataset = _limit(dataset, cfg.max_images)
+            dataset = build_split(bench.dataset, cfg.data_root, cfg.split, eval_transform(model.cfg))
+            dataset = first_images(dataset, cfg.max_images, "--max-images")
             if info.is_main:
                 say(f"{bench.title}: {len(dataset)} images, {len(protocol.vocabulary)} class names")
             with quiet_logger("ovcore.evaluate", not cfg.per_class):

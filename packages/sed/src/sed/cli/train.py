@@ -174,11 +174,13 @@ def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any]:
         ValueError / FileNotFoundError: unknown preset or dataset, missing files.
     """
     import sed
-    from ovcore.data import SEDTestTransform, SEDTrainTransform, dataset_info, get_class_names
+    from ovcore.data import SEDTrainTransform, dataset_info, get_class_names
     from sed.cli._common import (
         build_split,
         eval_protocol,
+        eval_transform,
         evaluate_model,
+        first_images,
         quiet_logger,
         require_file,
         resolve_benchmarks,
@@ -216,14 +218,8 @@ def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any]:
     if cfg.eval_every > 0 or cfg.eval_at_end:
         bench = resolve_benchmarks([cfg.eval_dataset or cfg.dataset], "--eval-dataset")[0]
         protocol = eval_protocol(bench.dataset)
-        mcfg = sed.load_config(cfg.model)
-        # The dataset side of the official test mapper; the model then warps to its input size itself.
-        test_tf = None if mcfg.test_short_side is None else SEDTestTransform(mcfg.test_short_side, mcfg.test_max_size)
-        eval_set = build_split(bench.dataset, cfg.data_root, cfg.eval_split, test_tf)
-        if cfg.eval_max_images is not None:
-            from torch.utils.data import Subset
-
-            eval_set = Subset(eval_set, range(min(cfg.eval_max_images, len(eval_set))))
+        eval_set = build_split(bench.dataset, cfg.data_root, cfg.eval_split, eval_transform(sed.load_config(cfg.model)))
+        eval_set = first_images(eval_set, cfg.eval_max_images, "--eval-max-images")
 
         def evaluate_fn(model: Any, iteration: int) -> dict[str, Any]:
             device = model.pixel_mean.device

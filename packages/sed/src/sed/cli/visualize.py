@@ -28,22 +28,17 @@ def palette(num_classes: int) -> np.ndarray:
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as ``uint8 (H, W, 3)`` RGB (EXIF orientation applied).
+    """An image file as ``uint8 (H, W, 3)`` RGB, read by ``ovcore.data.io.read_image`` (EXIF orientation applied).
 
     Raises:
         ValueError: the file is missing or not an image PIL can read (the message names it).
     """
-    from PIL import ImageOps, UnidentifiedImageError
+    from ovcore.data.io import read_image
 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"input image not found: {str(path)!r}")
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"cannot read image {str(path)!r}: {err}") from None
+    return read_image(path).permute(1, 2, 0).contiguous().numpy()
 
 
 def save_label_map(path: str | Path, labels: np.ndarray, num_classes: int) -> Path:
