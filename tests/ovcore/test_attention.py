@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -28,6 +31,13 @@ def test_environment_variable_picks_the_backend(monkeypatch) -> None:
     monkeypatch.setenv("OVCORE_ATTENTION", "flash-please")
     with pytest.raises(ValueError, match="OVCORE_ATTENTION"):
         attention(q, q, q)
+
+
+def test_reachable_as_a_lazy_ovcore_submodule() -> None:
+    # A fresh interpreter: in this one the import above has already set the attribute on the package.
+    code = "import ovcore; assert 'attention' in ovcore.__all__; print(ovcore.attention.attention.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "attention"
 
 
 def test_bad_shapes_and_backends_are_named() -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 
 import open_clip
-import ovcore.clip as oc
 import pytest
 import torch
+
+import ovcore.clip as oc
 from ovcore.clip import (
     ConvNeXtCLIPEncoder,
     ViTCLIPEncoder,

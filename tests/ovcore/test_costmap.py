@@ -8,6 +8,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+
 from ovcore.costmap import cost_map, mean_cost_map
 
 

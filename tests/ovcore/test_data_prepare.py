@@ -300,3 +300,24 @@ def test_cli_prepare_voc_with_worker_processes(tmp_path: Path, capsys: pytest.Ca
     assert torch.equal(
         build_dataset("voc20", tmp_path)[0]["label"][0], torch.tensor([255, 255, 0, 0, 19, 19, 255, 255])
     )
+
+
+def test_cli_commands_can_be_extended(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ovcore.cli.COMMANDS is the documented extension point: a dataclass with run() becomes a sub-command.
+    import dataclasses
+
+    from ovcore.cli import COMMANDS
+
+    greeted = []
+
+    @dataclasses.dataclass
+    class Hello:
+        who: str = "world"
+        """Who to greet."""
+
+        def run(self) -> None:
+            greeted.append(self.who)
+
+    monkeypatch.setitem(COMMANDS, "hello", Hello)
+    main(["hello", "--who", "ovcore"])
+    assert greeted == ["ovcore"]

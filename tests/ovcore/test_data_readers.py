@@ -129,6 +129,20 @@ def test_zeroshot_train_ignores_unseen_and_val_keeps_all(tmp_path: Path, name: s
     assert torch.equal(torch.tensor(zs.seen)[compact[seen_mask]], val[seen_mask])
 
 
+def test_zeroshot_dataset_registered_under_a_new_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # build_dataset must find the split through DatasetInfo.zeroshot, not through the built-in registry names.
+    from dataclasses import replace
+
+    from ovcore.data import catalog
+
+    info = replace(dataset_info("voc_zs"), name="my_voc_zs")
+    monkeypatch.setitem(catalog._DATASETS, info.name, info)  # removed again after the test
+    label = block_label(8, 8, [0, 15])
+    write_pairs(tmp_path / info.splits["train"].image_dir, tmp_path / info.splits["train"].label_dir, {"t": label})
+    out = build_dataset("my_voc_zs", tmp_path, "train")[0]["label"]
+    assert out.unique().tolist() == [0, 255]  # raw 15 ("pottedplant") is unseen in the VOC split
+
+
 def test_zeroshot_remap_happens_after_the_transform(tmp_path: Path) -> None:
     label = block_label(8, 8, [0, 15])
     write_pairs(

@@ -106,6 +106,15 @@ def test_sed_colour_aug_keeps_the_label() -> None:
     with_color = SEDTrainTransform(color_aug=True)(sample, generator=gen(5))
     without = SEDTrainTransform(color_aug=False)(sample, generator=gen(5))
     assert with_color["image"].shape == without["image"].shape
+    # No flip (the colour draws would shift the flip coin): the crop is drawn first, so labels must be identical
+    # while the colours change for at least one seed.
+    changed = False
+    for seed in range(4):
+        with_color = SEDTrainTransform(color_aug=True, flip_prob=0.0)(sample, generator=gen(seed))
+        without = SEDTrainTransform(color_aug=False, flip_prob=0.0)(sample, generator=gen(seed))
+        assert torch.equal(with_color["label"], without["label"])
+        changed |= not torch.equal(with_color["image"], without["image"])
+    assert changed
 
 
 def test_sed_category_area_constraint_option() -> None:
@@ -168,6 +177,10 @@ def test_mmseg_cat_max_ratio() -> None:
         assert counts.max() < 0.75 * counts.sum()
     # 1.0 disables the check; a box in a single-class image is still returned after the tries.
     assert TF.category_crop_box(torch.zeros(60, 60, dtype=torch.int64), 50, 50, 0.75, 255, gen(0))[2:] == (50, 50)
+    # Disabled means exactly one plain random box: the same draw as random_crop_box with the same RNG state.
+    for seed in range(5):
+        plain = TF.random_crop_box(100, 100, 50, 50, gen(seed))
+        assert TF.category_crop_box(label, 50, 50, 1.0, 255, gen(seed)) == plain
 
 
 def test_mmseg_train_is_deterministic() -> None:

@@ -14,9 +14,10 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
-from ovcore.evaluate import evaluate, same_size_batches, shard_indices
-from ovcore.metrics import SegEvaluator, voc20b_collapse
 from torch.utils.data import Dataset
+
+from ovcore.evaluate import evaluate, json_safe, same_size_batches, shard_indices
+from ovcore.metrics import SegEvaluator, voc20b_collapse
 
 IGNORE = 255
 K = 4
@@ -182,6 +183,15 @@ def test_bad_inputs():
         evaluate(oracle, ds, num_classes=K, distributed=True, progress=False)
     with pytest.raises(ValueError, match=r"outside .*img0"):  # labels use 0..3: 3 classes is a convention error
         evaluate(lambda x: oracle(x)[:, :3], ToyDataset([(8, 8)] * 2), num_classes=3, progress=False)
+
+
+def test_json_safe_nulls_non_finite_floats_at_any_depth():
+    from types import MappingProxyType
+
+    value = {"a": math.nan, "b": [1.0, math.inf, (2, -math.inf)], "c": MappingProxyType({"d": 0.5, 3: math.nan})}
+    assert json_safe(value) == {"a": None, "b": [1.0, None, [2, None]], "c": {"d": 0.5, 3: None}}
+    assert json.loads(json.dumps(json_safe(value), allow_nan=False))["b"] == [1.0, None, [2, None]]
+    assert value["a"] is math.nan  # the input is not modified
 
 
 @given(st.integers(0, 40), st.integers(1, 5))

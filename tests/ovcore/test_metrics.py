@@ -13,6 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from hypothesis import given
 from hypothesis import strategies as st
+
 from ovcore.metrics import SegEvaluator, format_results, harmonic_iou, metrics_from_confusion, voc20b_collapse
 
 IGNORE = 255

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
+from torch import nn
+
 from ovcore.text import (
     VocabularyCache,
     build_prompts,
@@ -19,7 +21,6 @@ from ovcore.text import (
     split_synonyms,
     weights_id_of,
 )
-from torch import nn
 
 D = 8
 

@@ -1,8 +1,8 @@
 """ovcore: shared primitives for open-vocabulary and zero-shot semantic segmentation.
 
-Submodules are imported lazily (``ovcore.clip``, ``ovcore.text``, ``ovcore.costmap``, ``ovcore.metrics``,
-``ovcore.data``, ``ovcore.evaluate``, ``ovcore.train``) so that ``import ovcore`` stays cheap for the command
-line and for methods that need only one part.
+Submodules are imported lazily (``ovcore.clip``, ``ovcore.text``, ``ovcore.costmap``, ``ovcore.attention``,
+``ovcore.metrics``, ``ovcore.data``, ``ovcore.evaluate``, ``ovcore.train``) so that ``import ovcore`` stays cheap
+for the command line and for methods that need only one part.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
-_SUBMODULES = ("clip", "text", "costmap", "metrics", "data", "evaluate", "train")
+_SUBMODULES = ("clip", "text", "costmap", "attention", "metrics", "data", "evaluate", "train")
 
 __all__ = ["__version__", *_SUBMODULES]
 

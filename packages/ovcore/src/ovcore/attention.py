@@ -1,7 +1,7 @@
-"""Softmax attention with a choice of backend: torch SDPA by default, xformers when installed, an explicit reference.
+"""Softmax attention with a choice of backend: torch SDPA by default, xformers on request, an explicit reference.
 
-xformers is optional and never in the lock (its wheels are built for one torch/CUDA pair and have no CPU kernels);
-``backend="xformers"`` (or ``OVCORE_ATTENTION=xformers``) routes CUDA tensors to
+xformers is optional and never in the lock (its wheels are built for one torch/CUDA pair and have no CPU kernels),
+so ``"auto"`` never picks it: ``backend="xformers"`` (or ``OVCORE_ATTENTION=xformers``) routes CUDA tensors to
 ``xformers.ops.memory_efficient_attention`` where it imports, and raises where it cannot run instead of silently
 falling back.
 """
@@ -13,6 +13,8 @@ import os
 
 import torch
 import torch.nn.functional as F
+
+__all__ = ["BACKENDS", "ENV_BACKEND", "attention", "reference_attention", "xformers_available"]
 
 BACKENDS = ("auto", "sdpa", "xformers", "math")
 ENV_BACKEND = "OVCORE_ATTENTION"

@@ -154,11 +154,8 @@ class DemoData:
     def run(self) -> None:
         from ovcore.data import write_demo_dataset
 
-        root = self.root
-        if root is not None:
-            root.mkdir(parents=True, exist_ok=True)
-        out = write_demo_dataset(
-            root,
+        out = write_demo_dataset(  # creates the root and the demo folder as needed
+            self.root,
             num_train=self.num_train,
             num_val=self.num_val,
             size=self.size,

@@ -27,7 +27,7 @@ import logging
 import math
 import platform
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from ovcore.metrics import IoUConvention, SegEvaluator, _all_reduce_, format_results
 
-__all__ = ["evaluate", "device_name", "shard_indices", "same_size_batches"]
+__all__ = ["evaluate", "device_name", "json_safe", "shard_indices", "same_size_batches"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,14 +91,18 @@ def _identity(sample: Any) -> Any:
     return sample
 
 
-def _json_safe(value: Any) -> Any:
-    """Replace nan/inf by None so the file is strict JSON (json.dump would write the non-standard NaN)."""
+def json_safe(value: Any) -> Any:
+    """A copy of ``value`` with every nan/inf float replaced by None, recursing into mappings, lists and tuples.
+
+    ``json.dumps(json_safe(results), allow_nan=False)`` is then strict JSON (plain ``json.dump`` would write the
+    non-standard ``NaN``); mapping keys are kept as they are.
+    """
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, Mapping):
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -264,5 +268,5 @@ def evaluate(
         if output_json is not None:
             path = Path(output_json)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(_json_safe(results), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+            path.write_text(json.dumps(json_safe(results), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return results

@@ -75,7 +75,7 @@ def build_dataset(
         return folder
     return ZeroShotDataset(
         folder,
-        get_zeroshot_split(name),
+        get_zeroshot_split(info.zeroshot),  # the table key, so a dataset registered under a new name works too
         train=split == "train",
         transform=transform,
         ignore_index=info.ignore_index,

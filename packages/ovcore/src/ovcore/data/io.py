@@ -79,9 +79,7 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
                         "colour-coded labels must be converted to class ids first"
                     )
                 array = np.asarray(im)
-    except ValueError as e:
-        raise ValueError(f"cannot read label file {path}: {e}") from e
-    except (OSError, SyntaxError) as e:
+    except (OSError, SyntaxError, ValueError) as e:  # PIL / tifffile errors and the mode check above
         raise ValueError(f"cannot read label file {path}: {e}") from e
     if array.ndim != 2:
         raise ValueError(f"cannot read label file {path}: expected a 2-D map, got shape {array.shape}")

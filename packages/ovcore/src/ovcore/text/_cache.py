@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ._vocabulary import _check_inputs, encode_vocabulary
+from ._vocabulary import _check_inputs, _model_device, encode_vocabulary
 
 __all__ = ["VocabularyCache", "cached_encode_vocabulary", "default_cache_dir", "weights_id_of"]
 
@@ -141,9 +141,4 @@ def cached_encode_vocabulary(
             clip_model, tokenizer, names, temps, batch_size=batch_size, device=device, progress=progress
         )
         cache.save(key, embeddings, meta={"model": model_name, "weights": weights_id})
-    if device is None:
-        try:
-            device = next(clip_model.parameters()).device
-        except (AttributeError, StopIteration):
-            device = "cpu"
-    return embeddings.to(device)
+    return embeddings.to(device if device is not None else _model_device(clip_model))

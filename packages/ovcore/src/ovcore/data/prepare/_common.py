@@ -27,6 +27,7 @@ __all__ = [
     "require_dir",
     "require_file",
     "check_splits",
+    "read_id_list",
 ]
 
 logger = logging.getLogger("ovcore.data.prepare")
@@ -102,6 +103,11 @@ def check_splits(splits: Iterable[str], allowed: Sequence[str], command: str) ->
     if bad or not chosen:
         raise ValueError(f"{command}: unknown split(s) {bad or '(none)'}; choose from {', '.join(allowed)}")
     return chosen
+
+
+def read_id_list(path: Path) -> list[str]:
+    """The ids of an image-set list (VOC ``ImageSets/*.txt`` style): the first field of every non-blank line."""
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
 
 def run_jobs(

@@ -33,6 +33,7 @@ from ovcore.data.prepare._common import (
     SplitJobs,
     check_splits,
     convert_splits,
+    read_id_list,
     require_dir,
     require_file,
     resolve_root,
@@ -180,7 +181,7 @@ def _convert_459(job: Job) -> str:
 def _val_ids_459(voc: Path) -> list[str]:
     id_file = voc / "pascalcontext_val.txt"
     if id_file.is_file():
-        return [line.split()[0] for line in id_file.read_text().splitlines() if line.strip()]
+        return read_id_list(id_file)
     detail_path = voc / "trainval_merged.json"
     if detail_path.is_file():
         logger.warning("%s not found: using the phase=='val' images of %s instead", id_file, detail_path)

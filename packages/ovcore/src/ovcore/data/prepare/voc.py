@@ -32,6 +32,7 @@ from ovcore.data.prepare._common import (
     SplitJobs,
     check_splits,
     convert_splits,
+    read_id_list,
     require_dir,
     require_file,
     resolve_root,
@@ -81,10 +82,6 @@ def _convert(job: Job) -> str:
     return statuses[0]
 
 
-def _read_ids(path: Path) -> list[str]:
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
-
-
 def _split_jobs(voc: Path, sets: Path, splits: Sequence[str]) -> Iterator[SplitJobs]:
     for split in splits:
         ids: list[str] = []
@@ -95,7 +92,7 @@ def _split_jobs(voc: Path, sets: Path, splits: Sequence[str]) -> Iterator[SplitJ
             elif not path.is_file():
                 logger.warning("%s not found: training on %s only (%d ids)", path, _ID_LISTS[split][0], len(ids))
                 continue
-            ids += _read_ids(path)
+            ids += read_id_list(path)
         ids = list(dict.fromkeys(ids))
         jobs, missing = [], []
         for image_id in ids:
