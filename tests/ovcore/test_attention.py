@@ -64,3 +64,8 @@ def test_xformers_matches_the_reference_on_gpu() -> None:
     q, k, v = (torch.randn(2, 4, 100, 32, device="cuda", dtype=torch.float16) for _ in range(3))
     out = attention(q, k, v, backend="xformers")
     torch.testing.assert_close(out, reference_attention(q, k, v), atol=2e-3, rtol=2e-3)
+
+
+def test_backend_names_are_case_insensitive() -> None:
+    q = torch.randn(1, 1, 2, 4)
+    torch.testing.assert_close(attention(q, q, q, backend="MATH"), reference_attention(q, q, q))

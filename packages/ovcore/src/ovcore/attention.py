@@ -55,7 +55,7 @@ def attention(
         ValueError: unknown backend or mismatched shapes.
         RuntimeError: xformers requested but not importable, or on CPU tensors (it has no CPU kernels).
     """
-    choice = backend or os.environ.get(ENV_BACKEND, "").strip().lower() or "auto"
+    choice = (backend or os.environ.get(ENV_BACKEND, "")).strip().lower() or "auto"
     if choice not in BACKENDS:
         raise ValueError(f"attention backend must be one of {BACKENDS} (argument or ${ENV_BACKEND}), got {choice!r}")
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
