@@ -54,6 +54,55 @@ def test_every_loss_is_finite_on_edge_cases(make_tiny, case: str) -> None:
         assert (pl.fused[:, 40:] == 255).all()
 
 
+# One non-default value of each config alternative of the training step outside the PLM (the PLM options are
+# checked on PseudoLabeler, where the tokens have more than the demo scenes' few unannotated tokens).
+ALTERNATIVES = {
+    "glm__pooling": "max",
+    "loss__bce_mode": "positive",
+    "loss__loss_resolution": "feature",
+    "loss__normalize_features": False,
+    "synthesizer__kind": "mlp",
+    "synthesizer__memory": "batch+bank",
+    "teacher__normalization": "student",
+}
+
+
+def _two_steps(model, batches) -> dict[str, torch.Tensor]:
+    # Same dropout draws for every model; the second step has a CLS bank (read by synthesizer memory "batch+bank").
+    for step, batch in enumerate(batches):
+        torch.manual_seed(step)
+        losses = model(batch)
+    return losses
+
+
+@pytest.mark.parametrize("key", sorted(ALTERNATIVES))
+def test_config_alternatives_train_and_take_effect(make_tiny, key: str) -> None:
+    batches = [demo_batch(2, seed=0), demo_batch(2, seed=1)]
+    ref = _two_steps(make_tiny().train(), batches)
+    assert all(torch.equal(v, ref[k]) for k, v in _two_steps(make_tiny().train(), batches).items())  # control
+    model = make_tiny(**{key: ALTERNATIVES[key]}).train()
+    losses = _two_steps(model, batches)
+    assert set(losses) == LOSSES and all(torch.isfinite(v) for v in losses.values())
+    assert any(not torch.equal(v, ref[k]) for k, v in losses.items()), "the option changed nothing"
+    sum(losses.values()).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing[:5]
+
+
+def test_fixed_alpha_and_detached_queries(make_tiny) -> None:
+    batch = demo_batch(2)
+    fixed = make_tiny(loss__learnable_alpha=False).train()
+    assert "log_alpha" not in dict(fixed.named_parameters()) and "log_alpha" in dict(fixed.named_buffers())
+    sum(fixed(batch).values()).backward()
+    assert float(fixed.alpha) == pytest.approx(1 / 0.07)
+    # L_bce reaches the student through the centroids, unless the synthesizer detaches its queries
+    for detach in (False, True):
+        model = make_tiny(synthesizer__detach_queries=detach).train()
+        model(batch)["loss_bce"].backward()
+        grad = model.student.head.out.weight.grad
+        assert (grad is None or not grad.any()) == detach
+
+
 def test_teacher_is_frozen_and_outside_the_state_dict(make_tiny) -> None:
     model = make_tiny()
     teacher_params = {id(p) for p in model.teacher.parameters()}
@@ -131,6 +180,10 @@ def test_export_round_trip(make_tiny, tmp_path) -> None:
     images = demo_batch(2)["image"]
     torch.testing.assert_close(seg.predict(images), model.predict(images))
     assert seg.class_names == model.class_names
+    model.set_vocabulary(["sky", "water"])
+    copy = model.to_segmenter()  # the in-memory route keeps the current vocabulary
+    assert copy.class_names == ["sky", "water"]
+    torch.testing.assert_close(copy.predict(images), model.predict(images))
     payload = torch.load(path, weights_only=True)
     assert not any(k.startswith("visual") for k in payload["text_encoder"]["state_dict"])
     assert not any("visual" in k for k in payload["student"])

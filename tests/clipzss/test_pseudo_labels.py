@@ -72,7 +72,10 @@ def test_one_hop_rule_on_a_hand_made_matrix() -> None:
 @given(n=st.integers(1, 20), seed=st.integers(0, 10_000), spread=st.floats(0.05, 1.5))
 def test_higher_threshold_never_yields_fewer_classes_transitive(n: int, seed: int, spread: float) -> None:
     sim = (x := _unit_vectors(n, 6, seed, spread)) @ x.T
-    counts = [fuse_clusters(sim, t, "transitive").max() + 1 for t in np.linspace(-1.0, 1.0, 21)]
+    groups = [fuse_clusters(sim, t, "transitive") for t in np.linspace(-1.0, 1.0, 21)]
+    for g in groups:
+        _check_partition(g, n)  # ids 0..G-1 without renumbering
+    counts = [g.max() + 1 for g in groups]
     assert all(a <= b for a, b in zip(counts, counts[1:], strict=False))
 
 
@@ -176,6 +179,21 @@ def test_higher_threshold_keeps_more_pseudo_classes_on_real_tokens() -> None:
         for t in (0.5, 0.7, 0.8, 0.9, 0.99)
     ]
     assert counts == sorted(counts)
+    assert counts[0] < counts[-1]  # the threshold matters on these tokens
+
+
+def test_min_pseudo_tokens_drops_small_clusters() -> None:
+    dense, label = _labeler_inputs(b=2)
+    dense = dense + 0.3 * torch.randn(dense.shape, generator=torch.Generator().manual_seed(1))
+    every = PseudoLabeler(PLMConfig(windows=(1, 3), fusion_threshold=0.99))(dense, label, num_seen=2)
+    large = PseudoLabeler(PLMConfig(windows=(1, 3), fusion_threshold=0.99, min_pseudo_tokens=4))(
+        dense, label, num_seen=2
+    )
+    assert 0 < large.num_pseudo < every.num_pseudo
+    # every kept class owns at least 4 tokens; the tokens of dropped clusters stay unlabelled (-1)
+    ids, counts = large.token_labels[large.token_labels >= 0].unique(return_counts=True)
+    assert len(ids) == large.num_pseudo and (counts >= 4).all()
+    assert (large.token_labels < 0).any() and not (every.token_labels < 0).any()
 
 
 def test_fuse_labels_without_pseudo_tokens() -> None:
@@ -190,4 +208,5 @@ def test_labeler_backends_agree(backend: str) -> None:
     dense = dense + 0.3 * torch.randn_like(dense)
     ref = PseudoLabeler(PLMConfig(windows=(1, 3)))(dense, label, num_seen=2)
     out = PseudoLabeler(PLMConfig(windows=(1, 3), kmeans_backend=backend))(dense, label, num_seen=2)
+    assert ref.num_pseudo > 1  # several clusters to agree on
     assert torch.equal(out.fused, ref.fused)

@@ -47,6 +47,8 @@ def test_presets_are_registered_and_overridable() -> None:
         clipzss.get_preset_config("clipzss_nope")
     with pytest.raises(ValueError):
         clipzss.get_preset_config("clipzss_swin_b_upernet", plm__nope=1)
+    with pytest.raises(ValueError):
+        clipzss.get_preset_config("clipzss_swin_b_upernet", plm={"nope": 1})
 
 
 def test_config_round_trip() -> None:

@@ -281,7 +281,7 @@ class CLIPZSSConfig:
 
 
 def config_to_dict(cfg: CLIPZSSConfig) -> dict[str, Any]:
-    """Plain-data (JSON / ``weights_only`` safe) view of a config.
+    """Plain-data (JSON / ``weights_only`` safe) view of a config (``ovcore.train.config_to_dict``).
 
     Args:
         cfg: The config.
@@ -289,15 +289,9 @@ def config_to_dict(cfg: CLIPZSSConfig) -> dict[str, Any]:
     Returns:
         Nested dicts of builtins; tuples become lists.
     """
-    return _plain(dataclasses.asdict(cfg))
+    from ovcore.train.config import config_to_dict as plain_config
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+    return plain_config(cfg)
 
 
 def config_from_dict(data: dict[str, Any]) -> CLIPZSSConfig:
@@ -356,6 +350,6 @@ def replace(cfg: Any, **overrides: Any) -> Any:
             raise ValueError(f"unknown config field {key!r}")
         current = getattr(target, leaf)
         if dataclasses.is_dataclass(current) and isinstance(value, dict):
-            value = dataclasses.replace(current, **value)
+            value = replace(current, **value)  # recursive: unknown sub-fields raise ValueError too
         setattr(target, leaf, value)
     return out

@@ -39,7 +39,7 @@ def classifier_logits(
 
     Args:
         features: (B, C, h, w) student features R.
-        text: (Ns, C) L2-normalised seen text embeddings.
+        text: (Ns, C) L2-normalised seen text embeddings (all T classes at inference, see ``segmenter``).
         alpha: Scale of the text logits (learnable in the model).
         prototypes: (K, C) pseudo prototypes, or None / empty.
         beta: Scale of the cosine prototype logits.
@@ -48,10 +48,11 @@ def classifier_logits(
     Returns:
         (B, Ns + K, h, w).
     """
-    r_hat = F.normalize(features, dim=1)
-    r = r_hat if normalize_features else features
+    r = F.normalize(features, dim=1) if normalize_features else features
     out = alpha * torch.einsum("bchw,tc->bthw", r, text.to(r.dtype))
     if prototypes is not None and prototypes.shape[0] > 0:
+        # Normalised once: the text branch's R already is unless normalize_features is off.
+        r_hat = r if normalize_features else F.normalize(features, dim=1)
         p = F.normalize(prototypes, dim=-1).to(r.dtype)
         out = torch.cat([out, beta * torch.einsum("bchw,kc->bkhw", r_hat, p)], 1)
     return out

@@ -212,6 +212,15 @@ class CLIPZSS(nn.Module):
         teacher_x = (unit - self.teacher_mean.view(1, 3, 1, 1)) / self.teacher_std.view(1, 3, 1, 1)
         return student_x, teacher_x
 
+    def _batch_inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Images and labels on the model's device, and the crop-padding mask (given, inferred or None)."""
+        dev = self.student_mean.device
+        images, label = batch["image"].to(dev), batch["label"].to(dev)
+        pad = batch.get("pad_mask")
+        if pad is None and self.cfg.infer_pad_mask and images.dtype == torch.uint8:
+            pad = infer_pad_mask(images, label, self.cfg.loss.ignore_index)
+        return images, label, pad.to(dev).bool() if pad is not None else None
+
     def compact_labels(self, label: torch.Tensor) -> torch.Tensor:
         """Dataset ids -> compact seen ids ``0..Ns-1``; everything else (unseen, ignore) -> ignore.
 
@@ -238,12 +247,7 @@ class CLIPZSS(nn.Module):
         images, label = batch["image"], batch["label"]
         if label.ndim != 3 or label.shape[0] != images.shape[0] or label.shape[-2:] != images.shape[-2:]:
             raise ValueError(f"label {tuple(label.shape)} does not match images {tuple(images.shape)}")
-        dev = self.student_mean.device
-        images, label = images.to(dev), label.to(dev)
-        pad = batch.get("pad_mask")
-        if pad is None and cfg.infer_pad_mask and images.dtype == torch.uint8:
-            pad = infer_pad_mask(images, label, lcfg.ignore_index)
-        pad = pad.to(dev).bool() if pad is not None else None
+        images, label, pad = self._batch_inputs(batch)
 
         student_x, teacher_x = self._inputs(images)
         cls, dense = self.teacher(teacher_x)
@@ -318,12 +322,8 @@ class CLIPZSS(nn.Module):
 
     @torch.no_grad()
     def pseudo_labels(self, batch: dict[str, Any]) -> PseudoLabels:
-        """The PLM output for a batch (for inspection / visualisation)."""
-        dev = self.student_mean.device
-        images, label = batch["image"].to(dev), batch["label"].to(dev)
-        pad = batch.get("pad_mask")
-        if pad is None and self.cfg.infer_pad_mask and images.dtype == torch.uint8:
-            pad = infer_pad_mask(images, label, self.cfg.loss.ignore_index)
+        """The PLM output for a batch (for inspection / visualisation): the same pseudo labels as ``forward``."""
+        images, label, pad = self._batch_inputs(batch)
         _, teacher_x = self._inputs(images)
         _, dense = self.teacher(teacher_x)
         return self.pseudo_labeler(dense, self.compact_labels(label), self.num_seen, pad)

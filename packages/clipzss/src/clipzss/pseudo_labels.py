@@ -108,7 +108,8 @@ def fuse_clusters(sim: np.ndarray | torch.Tensor, threshold: float = 0.8, mode: 
                     group[k] = g
                     stack.append(int(k))
             g += 1
-        return _renumber(group)
+        # Components are numbered in order of their smallest member: ids are already 0..G-1 by first appearance.
+        return group
     if mode != "one_hop":
         raise ValueError(f"unknown fusion mode {mode!r} (expected 'one_hop' or 'transitive')")
     work = s.astype(np.float64).copy()
@@ -129,16 +130,6 @@ def fuse_clusters(sim: np.ndarray | torch.Tensor, threshold: float = 0.8, mode: 
         group[i] = g
         g += 1
     return group
-
-
-def _renumber(group: np.ndarray) -> np.ndarray:
-    _, inv = np.unique(group, return_inverse=True)
-    # Keep first-appearance order so ids are stable.
-    order = {}
-    out = np.empty_like(group)
-    for i, v in enumerate(inv):
-        out[i] = order.setdefault(int(v), len(order))
-    return out
 
 
 def fuse_labels(

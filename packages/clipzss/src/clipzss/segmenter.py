@@ -8,6 +8,7 @@ Switching to names outside the stored table encodes them with a text-only CLIP t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import CLIPZSSConfig, config_from_dict
+from .losses import classifier_logits
 from .students import Student, student_config_for_crop
 
 __all__ = [
@@ -60,8 +62,8 @@ def text_logits(
     normalize_features: bool = True,
 ) -> torch.Tensor:
     """(B, C, h, w) features -> (B, T, h, w) logits ``alpha * R_hat . T`` minus the seen calibration."""
-    r = F.normalize(features, dim=1) if normalize_features else features
-    out = alpha * torch.einsum("bchw,tc->bthw", r, text.to(r.dtype))
+    # The text branch of the training classifier (Eq. 7) without pseudo prototypes: one definition for both.
+    out = classifier_logits(features, text, alpha, normalize_features=normalize_features)
     if calibration and seen_mask is not None:
         out = out - calibration * seen_mask.to(out.dtype).view(1, -1, 1, 1)
     return out
@@ -126,7 +128,7 @@ class ZeroShotSegmenter(nn.Module):
         student_cfg = cfg.student
         if student_cfg.pretrained:
             # The checkpoint holds every student weight; do not look for the backbone's pretrained file.
-            student_cfg = type(student_cfg)(**{**student_cfg.__dict__, "pretrained": False})
+            student_cfg = dataclasses.replace(student_cfg, pretrained=False)
         self.cfg = cfg
         self.student = Student(student_config_for_crop(student_cfg, cfg.crop_size), embed_dim)
         self.register_buffer("logit_scale", torch.tensor(float(logit_scale)))
@@ -184,7 +186,7 @@ class ZeroShotSegmenter(nn.Module):
         from ovcore.clip import get_tokenizer
         from ovcore.text import get_templates
 
-        from .text import TextTower, class_embeddings
+        from .text import TextTower, class_embeddings, read_text_weights
 
         if not self._text_tower_box:
             state = spec.get("state_dict")
@@ -192,13 +194,12 @@ class ZeroShotSegmenter(nn.Module):
                 raise RuntimeError("the checkpoint's teacher was randomly initialised and holds no text weights")
             if state is None:
                 # Read only the text weights of the CLIP checkpoint (the image tower is never built).
-                from ovcore.clip import read_state_dict, resolve_pretrained
+                from ovcore.clip import resolve_pretrained
 
                 path = spec["pretrained"]
                 if not Path(str(path)).is_file():
                     path = resolve_pretrained(spec["model_name"], spec["pretrained"], spec.get("cache_dir"))
-                full = read_state_dict(path)
-                state = {k: v for k, v in full.items() if not k.startswith("visual.") and "logit_" not in k}
+                state = read_text_weights(path)
             tower = TextTower(spec["model_name"], state, quick_gelu=bool(spec.get("quick_gelu", False)))
             self._text_tower_box.append(tower)
         templates = spec.get("templates") or get_templates(self.cfg.teacher.templates)
@@ -278,11 +279,6 @@ def slide_stride(crop: int) -> int:
     return max(1, round(crop * 426 / 512))
 
 
-def test_mode_of(cfg: CLIPZSSConfig) -> str:
-    """The config's test mode (spec §7.7: "slide" as ZegCLIP by default)."""
-    return cfg.test_mode
-
-
 def student_scores(
     student: nn.Module,
     images: torch.Tensor,
@@ -320,7 +316,7 @@ def student_scores(
         return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
     x = normalize_images(images.to(mean.device), mean, std)
-    mode = mode or test_mode_of(cfg)
+    mode = mode or cfg.test_mode  # spec §7.7: "slide" (ZegCLIP) by default
     if mode == "whole":
         return logits(x)
     if mode == "slide":

@@ -21,11 +21,16 @@ from torch import nn
 __all__ = [
     "TextTower",
     "class_embeddings",
+    "read_text_weights",
     "text_state_dict",
     "uses_quick_gelu",
 ]
 
 _NON_TEXT_KEYS = ("logit_scale", "logit_bias")
+
+
+def _is_text_key(key: str) -> bool:
+    return not key.startswith("visual.") and key not in _NON_TEXT_KEYS
 
 
 def text_state_dict(clip_model: nn.Module) -> dict[str, torch.Tensor]:
@@ -37,11 +42,21 @@ def text_state_dict(clip_model: nn.Module) -> dict[str, torch.Tensor]:
     Returns:
         A detached CPU state dict in open_clip's ``TextTransformer`` key names.
     """
-    return {
-        k: v.detach().cpu().clone()
-        for k, v in clip_model.state_dict().items()
-        if not k.startswith("visual.") and k not in _NON_TEXT_KEYS
-    }
+    return {k: v.detach().cpu().clone() for k, v in clip_model.state_dict().items() if _is_text_key(k)}
+
+
+def read_text_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The text-tower weights of a CLIP checkpoint file (``ovcore.clip.read_state_dict``), image tower left out.
+
+    Args:
+        path: A CLIP weights file (or a file holding only the text weights).
+
+    Returns:
+        A CPU state dict for :class:`TextTower`.
+    """
+    from ovcore.clip import read_state_dict
+
+    return {k: v for k, v in read_state_dict(path).items() if _is_text_key(k)}
 
 
 def uses_quick_gelu(clip_model: nn.Module) -> bool:

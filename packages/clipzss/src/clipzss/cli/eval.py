@@ -155,17 +155,16 @@ def _default_benchmarks(payload: dict[str, Any]) -> list[str]:
 
 def _encode_missing(seg: Any, payload: dict[str, Any], names: list[str], weights: str) -> None:
     """Encode the names the checkpoint lacks with a text-only tower built from ``weights``."""
-    from ovcore.clip import get_tokenizer, read_state_dict
+    from ovcore.clip import get_tokenizer
 
-    from ..text import TextTower, class_embeddings
+    from ..text import TextTower, class_embeddings, read_text_weights
 
     known = set(payload["class_names"])
     missing = [n for n in dict.fromkeys(names) if n not in known]
     if not missing:
         return
     spec = payload["text_encoder"]
-    state = {k: v for k, v in read_state_dict(weights).items() if not k.startswith("visual.") and "logit_" not in k}
-    tower = TextTower(spec["model_name"], state, quick_gelu=bool(spec.get("quick_gelu", False)))
+    tower = TextTower(spec["model_name"], read_text_weights(weights), quick_gelu=bool(spec.get("quick_gelu", False)))
     emb = class_embeddings(tower, get_tokenizer(spec["model_name"]), missing, spec["templates"], device="cpu")
     seg.add_embeddings(missing, emb)
 
