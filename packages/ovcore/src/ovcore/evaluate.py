@@ -22,12 +22,10 @@ confusion matrix and timing counters are all-reduced, every rank returns the sam
 from __future__ import annotations
 
 import datetime
-import json
 import logging
-import math
 import platform
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +35,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from ovcore.files import json_safe, write_json
 from ovcore.metrics import IoUConvention, SegEvaluator, _all_reduce_, format_results
 
+# json_safe is re-exported: it lived here before ovcore.files.
 __all__ = ["evaluate", "device_name", "json_safe", "shard_indices", "same_size_batches"]
 
 logger = logging.getLogger(__name__)
@@ -89,21 +89,6 @@ def device_name(device: torch.device | str) -> str:
 def _identity(sample: Any) -> Any:
     # DataLoader with batch_size=None would otherwise run default_convert; samples are already tensors.
     return sample
-
-
-def json_safe(value: Any) -> Any:
-    """A copy of ``value`` with every nan/inf float replaced by None, recursing into mappings, lists and tuples.
-
-    ``json.dumps(json_safe(results), allow_nan=False)`` is then strict JSON (plain ``json.dump`` would write the
-    non-standard ``NaN``); mapping keys are kept as they are.
-    """
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _scores_to_pred(scores: torch.Tensor, label_size: tuple[int, int]) -> torch.Tensor:
@@ -266,7 +251,5 @@ def evaluate(
         )
         logger.info("evaluation results\n%s", table)
         if output_json is not None:
-            path = Path(output_json)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(json_safe(results), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+            write_json(output_json, results)
     return results

@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ovcore.files import json_safe
+
 __all__ = [
     "UsageError",
     "check_data_root",
@@ -88,17 +90,6 @@ def test_transform(crop_size: int, short_side: int | None) -> Any:
     if side == 0:
         return None
     return MMSegTestTransform(scale=(4 * side, side), min_size=side)
-
-
-def json_safe(value: Any) -> Any:
-    """nan / inf -> None recursively, so results are strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _cell(value: Any, digits: int = 1) -> str:

@@ -15,9 +15,7 @@ results are written to ``<output-dir>/<benchmark>.json`` (plus ``summary.json``)
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +23,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+
+from ovcore.files import write_json
 
 from ._common import UsageError, check_data_root, format_table, json_safe, run_main, setup_logging, test_transform
 from .benchmarks import BENCHMARKS, Benchmark, EvalChoice, expand_benchmarks
@@ -273,10 +273,10 @@ def run(cfg: ClipZSSEvalConfig) -> dict[str, dict[str, Any]]:
             res = json_safe({"checkpoint": str(path), **res})
             results[bench.name] = res
             if info.is_main:
-                _write_json(out_dir / f"{bench.name}.json", res)
+                write_json(out_dir / f"{bench.name}.json", res)
         if info.is_main:
             rows = list(results.values())
-            _write_json(out_dir / "summary.json", {"checkpoint": str(path), "results": _summaries(rows)})
+            write_json(out_dir / "summary.json", {"checkpoint": str(path), "results": _summaries(rows)})
             sys.stdout.write(format_table(rows) + "\n")
             if payload["text_encoder"].get("pretrained") is None:
                 from .train import RANDOM_TEACHER_NOTE
@@ -310,13 +310,6 @@ def _summaries(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         "seen_calibration",
     )
     return [{k: row.get(k) for k in keys} for row in rows]
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def parse_args(args: Sequence[str] | None = None) -> ClipZSSEvalConfig:

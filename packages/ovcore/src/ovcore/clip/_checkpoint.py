@@ -9,7 +9,6 @@ SED model whose CLIP sits under ``sem_seg_head.predictor.clip_model.``) are unwr
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from ovcore.files import atomic_write
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
@@ -184,18 +185,14 @@ def save_clip_weights(model: nn.Module | Mapping[str, torch.Tensor], path: str |
     state = model.state_dict() if isinstance(model, nn.Module) else model
     # safetensors refuses shared or strided storage, so every tensor gets its own contiguous copy
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+
+    def write(tmp: Path) -> None:
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
 
-            save_file(tensors, tmp)
+            save_file(tensors, str(tmp))
         else:
             torch.save(tensors, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
     return path

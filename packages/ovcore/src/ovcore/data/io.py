@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from ovcore.files import atomic_write
+
 __all__ = ["read_image", "read_label", "write_image", "write_label", "LABEL_EXTS", "IMAGE_EXTS"]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -112,7 +114,9 @@ def write_image(path: str | os.PathLike, image: np.ndarray | torch.Tensor, *, qu
     path = Path(path)
     fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
     kwargs = {} if quality is None or fmt != "JPEG" else {"quality": quality}
-    _atomic_save(Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)), path, fmt, **kwargs)
+    im = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
+    # Atomic: an interrupted prepare never leaves a truncated file that a later (idempotent) run would skip.
+    atomic_write(path, lambda tmp: im.save(tmp, format=fmt, **kwargs))
 
 
 def write_label(path: str | os.PathLike, label: np.ndarray, *, dtype: type = np.uint8) -> None:
@@ -130,17 +134,5 @@ def write_label(path: str | os.PathLike, label: np.ndarray, *, dtype: type = np.
         raise ValueError(f"label values {array.min()}..{array.max()} do not fit {np.dtype(dtype).name} for {path}")
     array = np.ascontiguousarray(array.astype(dtype))
     fmt = "TIFF" if path.suffix.lower() in (".tif", ".tiff") else "PNG"
-    _atomic_save(Image.fromarray(array), path, fmt)
-
-
-def _atomic_save(im: Image.Image, path: Path, fmt: str, **kwargs: object) -> None:
-    # Write next to the target then rename, so an interrupted prepare never leaves a truncated file that a
-    # later (idempotent) run would skip as "already done".
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        im.save(tmp, format=fmt, **kwargs)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    im = Image.fromarray(array)
+    atomic_write(path, lambda tmp: im.save(tmp, format=fmt))

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ovcore.files import atomic_write
 
 from ._vocabulary import _check_inputs, _model_device, encode_vocabulary
 
@@ -94,17 +95,8 @@ class VocabularyCache:
 
     def save(self, key: str, embeddings: torch.Tensor, meta: dict[str, Any] | None = None) -> Path:
         """Store ``embeddings`` (T, P, D) under ``key`` atomically; returns the file path."""
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
         entry = {"key": key, "embeddings": embeddings.detach().to("cpu", torch.float32).contiguous(), **(meta or {})}
-        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=f".{key}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(entry, tmp)
-            os.replace(tmp, self.path(key))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return self.path(key)
+        return atomic_write(self.path(key), lambda tmp: torch.save(entry, tmp))
 
 
 def cached_encode_vocabulary(

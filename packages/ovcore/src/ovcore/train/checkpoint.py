@@ -20,22 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ovcore.files import atomic_write
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "ovcore.train/1"
 """Value of the ``format`` key of every training checkpoint."""
 
 _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename is durable only once the directory entry is; not every OS lets us open a directory.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -48,21 +40,12 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     Returns:
         The destination path.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-    return path
+
+    return atomic_write(path, write, durable=True)
 
 
 class Checkpointer:

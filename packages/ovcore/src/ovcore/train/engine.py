@@ -29,6 +29,8 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ovcore.files import atomic_write_text, write_json
+
 from .checkpoint import CHECKPOINT_FORMAT, Checkpointer, capture_rng_state, load_checkpoint, restore_rng_state
 from .config import TrainConfig, config_to_dict
 from .data import ResumableLoader
@@ -152,18 +154,6 @@ def _to_device(obj: Any, device: torch.device) -> Any:
     return obj
 
 
-def _replace_text(path: Path, text: str) -> None:
-    # Write beside the target and rename, so a crash leaves the old file or the new one, never a torn one.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    _replace_text(path, json.dumps(data, indent=2, default=str))
-
-
 def _iteration_of_record(line: str) -> int | None:
     try:
         return int(json.loads(line)["iteration"])
@@ -179,7 +169,7 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
     records = [(line, _iteration_of_record(line)) for line in path.read_text().splitlines() if line.strip()]
     if any(it is None for _, it in records):
         logger.warning("dropped unreadable lines of %s (a run killed while writing it)", path)
-    _replace_text(path, "".join(line + "\n" for line, it in records if it is not None and it <= iteration))
+    atomic_write_text(path, "".join(line + "\n" for line, it in records if it is not None and it <= iteration))
 
 
 class _Trainer:
@@ -327,7 +317,7 @@ class _Trainer:
             self.model.train()
         restore_rng_state(rng)
         if self.info.is_main and results is not None:
-            _write_json(self.out / "eval" / f"iter_{iteration:07d}.json", {"iteration": iteration, **results})
+            write_json(self.out / "eval" / f"iter_{iteration:07d}.json", {"iteration": iteration, **results})
             if self.writer is not None:
                 for k, v in results.items():
                     if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
@@ -393,7 +383,7 @@ class _Trainer:
         if info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             self.checkpointer.remove_stale_temporaries()
-            _write_json(self.out / "config.json", config_to_dict(cfg))
+            write_json(self.out / "config.json", config_to_dict(cfg))
             if self.start_iter > 0:
                 _truncate_metrics(self.out / "metrics.jsonl", self.start_iter)
             else:

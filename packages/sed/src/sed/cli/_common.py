@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from ovcore.files import write_json
+
 logger = logging.getLogger("sed.cli")
 
 # The six runs of the official eval.sh, in its order (spec Appendix B): short name -> (ovcore.data name, title).
@@ -525,26 +527,6 @@ def evaluate_model(
     if output_json is not None:
         write_json(output_json, results)
     return results
-
-
-def _json_safe(value: Any) -> Any:
-    import math
-
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    """Strict JSON (nan/inf as null), parent folders created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_safe(data), indent=2, allow_nan=False, default=str) + "\n", encoding="utf-8")
-    return path
 
 
 def fmt(value: Any, digits: int = 1) -> str:
