@@ -7,13 +7,13 @@ model. Overrides use dotted (or double-underscore) names for nested fields: ``pl
 
 from __future__ import annotations
 
-import fnmatch
 import os
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from ovcore.registry import PresetRegistry
 
 from .config import CLIPZSSConfig, replace
 
@@ -27,7 +27,8 @@ __all__ = [
     "register_preset",
 ]
 
-_PRESETS: dict[str, Callable[[], CLIPZSSConfig]] = {}
+# A later registration of the same name wins, with a warning (user presets may override built-ins).
+_PRESETS: PresetRegistry[Callable[[], CLIPZSSConfig]] = PresetRegistry("CLIP-ZSS preset", allow_overwrite=True)
 
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     # spec §5.1: ZegCLIP's single template with raw VOC names; 15-template ensemble for COCO-Stuff / Context.
@@ -39,18 +40,13 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 """Per-dataset defaults applied when ``dataset=`` is given (before the caller's overrides)."""
 
 
-def register_preset(fn: Callable[[], CLIPZSSConfig]) -> Callable[[], CLIPZSSConfig]:
-    """Register a preset under its function name (a later registration of the same name wins, with a warning)."""
-    name = fn.__name__
-    if name in _PRESETS:
-        warnings.warn(f"overwriting CLIP-ZSS preset {name!r}", stacklevel=2)
-    _PRESETS[name] = fn
-    return fn
+register_preset = _PRESETS.register
+"""Decorator: register a preset (a function returning a :class:`CLIPZSSConfig`) under its function name."""
 
 
 def list_presets(pattern: str = "*") -> list[str]:
     """Registered preset names matching an fnmatch pattern."""
-    return sorted(n for n in _PRESETS if fnmatch.fnmatch(n, pattern))
+    return _PRESETS.names(pattern)
 
 
 def is_preset(name: str) -> bool:
@@ -68,9 +64,7 @@ def get_preset_config(name: str, **overrides: Any) -> CLIPZSSConfig:
     Raises:
         ValueError: unknown preset or field.
     """
-    if name not in _PRESETS:
-        raise ValueError(f"unknown CLIP-ZSS preset {name!r}; available: {list_presets()}")
-    cfg = _PRESETS[name]()
+    cfg = _PRESETS.get(name)()
     dataset = overrides.get("dataset")
     if dataset is not None:
         cfg = replace(cfg, **{**DATASET_DEFAULTS.get(dataset, {}), "class_names": [], "seen_classes": []})

@@ -2,36 +2,34 @@
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from ovcore.registry import PresetRegistry
 
 if TYPE_CHECKING:
     from sed.model import SED
 
 __all__ = ["register_sed", "list_presets", "create_sed", "is_preset"]
 
-_PRESETS: dict[str, Callable[..., SED]] = {}
+def _import_presets() -> None:
+    # The preset module registers on import; importing it here keeps `sed._registry` importable on its own.
+    import sed.presets  # noqa: F401
 
 
-def register_sed(fn: Callable[..., SED]) -> Callable[..., SED]:
-    """Decorator: register a preset entry point under its function name."""
-    name = fn.__name__
-    if name in _PRESETS:
-        raise ValueError(f"SED preset {name!r} is already registered")
-    _PRESETS[name] = fn
-    return fn
+_PRESETS: PresetRegistry[Callable[..., SED]] = PresetRegistry("SED preset", populate=_import_presets)
+register_sed = _PRESETS.register
+"""Decorator: register a preset entry point under its function name (a duplicate name raises ``ValueError``)."""
 
 
 def list_presets(pattern: str = "*") -> list[str]:
     """Sorted names of the registered presets matching an fnmatch `pattern` (e.g. ``"sed_convnext_*"``)."""
-    _ensure_presets()
-    return sorted(n for n in _PRESETS if fnmatch.fnmatchcase(n, pattern))
+    return _PRESETS.names(pattern)
 
 
 def is_preset(name: str) -> bool:
-    _ensure_presets()
+    """Whether ``name`` is a registered preset."""
     return name in _PRESETS
 
 
@@ -60,14 +58,6 @@ def create_sed(
     Raises:
         ValueError: unknown preset (the message lists them) or unknown override.
     """
-    _ensure_presets()
-    if name not in _PRESETS:
-        raise ValueError(f"unknown SED preset {name!r}; available presets: {list_presets()}")
-    return _PRESETS[name](
+    return _PRESETS.get(name)(
         pretrained_clip=pretrained_clip, checkpoint=checkpoint, device=device, class_names=class_names, **overrides
     )
-
-
-def _ensure_presets() -> None:
-    # The preset module registers on import; importing it here keeps `sed._registry` importable on its own.
-    import sed.presets  # noqa: F401
