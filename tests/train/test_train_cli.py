@@ -125,3 +125,17 @@ def test_bad_command_lines(capsys) -> None:
     with pytest.raises(ValueError):
         preset_cli(PRESETS, default="missing", args=[])
     capsys.readouterr()
+
+
+def test_config_to_dict_writes_paths_as_paths() -> None:
+    import dataclasses
+    from pathlib import Path
+
+    from ovcore.train import config_to_dict
+
+    @dataclasses.dataclass
+    class WithPath:
+        root: Path = Path("/data/coco")
+        nested: dict = dataclasses.field(default_factory=lambda: {"cache": Path("c")})
+
+    assert config_to_dict(WithPath()) == {"root": "/data/coco", "nested": {"cache": "c"}}

@@ -8,6 +8,7 @@ documented where it is declared. A method's entry point subclasses :class:`Train
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -192,4 +193,6 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
+    if isinstance(value, os.PathLike):  # a path is saved as the path, not as "PosixPath('...')"
+        return os.fspath(value)
     return repr(value)
