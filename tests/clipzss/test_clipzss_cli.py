@@ -235,6 +235,16 @@ def test_eval_cross_dataset_encodes_new_names_with_the_text_tower_only(
                    "--num-workers", "0"])  # fmt: skip
     again = json.loads((run_dir / "clipzss-eval" / "voc20.json").read_text())  # the default output folder
     assert again["IoU"] == res["IoU"] and again["pAcc"] == res["pAcc"]
+    # Without the text tower in the checkpoint the new names can only come from --text-weights.
+    stripped = {**payload, "text_encoder": {k: v for k, v in payload["text_encoder"].items() if k != "state_dict"}}
+    torch.save(stripped, tmp_path / "no_text_tower.pt")
+    common = ["--checkpoint", str(tmp_path / "no_text_tower.pt"), "--benchmarks", "voc20", "--data-root",
+              str(data_root), "--no-progress", "--num-workers", "0"]  # fmt: skip
+    with pytest.raises(SystemExit):
+        eval_cli.main([*common, "--output-dir", str(tmp_path / "refused")])
+    eval_cli.main([*common, "--output-dir", str(tmp_path / "tw"), "--text-weights", str(tmp_path / "clip_text.pt")])
+    third = json.loads((tmp_path / "tw" / "voc20.json").read_text())
+    assert third["IoU"] == res["IoU"] and third["pAcc"] == res["pAcc"]
 
 
 # ----------------------------------------------------------------------------------------------------- bad inputs
