@@ -2,9 +2,9 @@
 
 Rows (``benchmarks/results/sed_decoder.json``), one per (T, k, provider):
 
-* provider ``official``: a faithful re-implementation of the official forward (below, written from spec §4-§5:
-  cost rearranged to (B*T, P, h, w), K1..K3 and the repeated skip guidance built for every class, concat +
-  DoubleConv, nested boolean masks for category early rejection);
+* provider ``official``: the faithful re-implementation of the official forward in ``tests/sed/official_sed.py``
+  (spec §4-§5: cost rearranged to (B*T, P, h, w), K1..K3 and the repeated skip guidance built for every class,
+  concat + DoubleConv, nested boolean masks for category early rejection), final head only for the plain decoder;
 * provider ``ours``: `sed.Aggregator` (chunked, fused, per-image CER), same weights and inputs;
 * ``k = "all"`` is the plain decoder (no CER, the paper's Table 7 "All"), ``k`` in 1/2/4/8 the CER path;
   ``kept`` lists the categories kept before decoder1/2/3 (identical for both providers: same math).
@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from official_sed import official_fast_forward, official_final  # tests/sed, on sys.path via the root config
 
 import sed
 
@@ -32,74 +33,13 @@ _OUTPUTS: dict[tuple[int, Any], torch.Tensor] = {}
 
 
 # --------------------------------------------------------------------------------- official-style decoder
-def _cnext(m, x):
-    y = F.conv2d(x, m.dwconv.weight, m.dwconv.bias, padding=m.dwconv.padding, groups=x.shape[1]).permute(0, 2, 3, 1)
-    y = F.layer_norm(y, (y.shape[-1],), m.norm.weight, m.norm.bias, 1e-6)
-    y = m.gamma * m.pwconv2(F.gelu(m.pwconv1(y)))
-    return x + y.permute(0, 3, 1, 2)
-
-
-def _linear_attention(a, x):
-    n, length, c = x.shape
-    q, k, v = (lin(x).view(n, length, a.num_heads, c // a.num_heads) for lin in (a.q, a.k, a.v))
-    q, k, v = F.elu(q) + 1, F.elu(k) + 1, v / length
-    kv = torch.einsum("nshd,nshv->nhdv", k, v)
-    z = 1 / (torch.einsum("nlhd,nhd->nlh", q, k.sum(dim=1)) + 1e-6)
-    return (torch.einsum("nlhd,nhdv,nlh->nlhv", q, kv, z) * length).reshape(n, length, c)
-
-
-def _class_attention(m, x):  # x: (B, C, T, H, W), pooling 1 (eval.sh)
-    b, c, t, h, w = x.shape
-    xp = x.permute(0, 3, 4, 2, 1).reshape(b * h * w, t, c)
-    xp = xp + _linear_attention(m.attention, m.norm1(xp))
-    xp = xp + m.MLP(m.norm2(xp))
-    xp = xp.reshape(b, h, w, t, c).permute(0, 3, 4, 1, 2).reshape(b * t, c, h, w)
-    xp = F.interpolate(xp, size=(h, w), mode="bilinear", align_corners=True)
-    return x + xp.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
-
-
-def _up(m, x, guidance, corr):
-    x = _cnext(m.cnext, x)
-    bt, c, h, w = x.shape
-    x = _class_attention(m.attention, x.reshape(1, bt, c, h, w).permute(0, 2, 1, 3, 4))
-    x = m.up(x.permute(0, 2, 1, 3, 4).reshape(bt, c, h, w))
-    x = torch.cat([x, guidance.repeat(bt, 1, 1, 1), corr], dim=1)
-    return m.conv.double_conv(x)
-
-
-def _valid(logits, k):
-    order = logits.argsort(dim=1, descending=True)[:, :k]
-    return torch.bincount(order.flatten(), minlength=logits.shape[1]) > 0
-
-
 def official_decoder(agg: sed.Aggregator, cost: torch.Tensor, feats: list[torch.Tensor], k: int | None):
     """Official forward (k None) or fast_conv_decoder (k): returns (probs (1, T, 192, 192), kept per stage)."""
     t = cost.shape[2]
-    corr = cost.permute(0, 2, 1, 3, 4).reshape(t, P, H, H)
-    x = agg.conv1(corr)
-    g = [proj(f) for proj, f in zip(agg.decoder_guidance_projection, feats, strict=True)]
-    k1 = agg.decoder_corr_guidance_projection[0](corr)
-    k2 = agg.decoder_corr_guidance_projection[1](k1)
-    k3 = agg.decoder_corr_guidance_projection[2](k2)
     if k is None:
-        x = _up(agg.decoder1, x, g[0], k1)
-        x = _up(agg.decoder2, x, g[1], k2)
-        x = _up(agg.decoder3, x, g[2], k3)
-        return agg.head(x).reshape(1, t, 8 * H, 8 * H).sigmoid(), [t, t, t]
-    m0 = _valid(agg.head0(x).reshape(1, t, H, H), k)
-    x = _up(agg.decoder1, x[m0], g[0], k1[m0])
-    m1 = _valid(agg.head1(x).reshape(1, -1, 2 * H, 2 * H), k)
-    x = _up(agg.decoder2, x[m1], g[1], k2[m0][m1])
-    m2 = _valid(agg.head2(x).reshape(1, -1, 4 * H, 4 * H), k)
-    x = _up(agg.decoder3, x[m2], g[2], k3[m0][m1][m2])
-    y = agg.head(x).reshape(1, -1, 8 * H, 8 * H)
-    m12 = m1.clone()
-    m12[m1] = m2
-    m = m0.clone()
-    m[m0] = m12
-    out = torch.zeros(1, t, 8 * H, 8 * H)
-    out[:, m] = y.sigmoid()
-    return out, [int(m0.sum()), int(m1.sum()), int(m2.sum())]
+        return official_final(agg, cost, feats).sigmoid(), [t, t, t]
+    probs, masks = official_fast_forward(agg, cost, feats, k)
+    return probs, [int(m.sum()) for m in masks]
 
 
 def ours_decoder(agg: sed.Aggregator, cost: torch.Tensor, feats: list[torch.Tensor], k: int | None):

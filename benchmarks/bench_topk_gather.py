@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from official_sed import valid_idx  # tests/sed, on sys.path via the root config
 
 from ovkernels import compact_categories, gather_categories, topk_category_mask
 
@@ -24,12 +25,9 @@ else:
 
 def official_cer(logits: torch.Tensor, feats: torch.Tensor, k: int) -> torch.Tensor:
     """SED's valid_idx + boolean indexing, image by image."""
-    t = logits.shape[1]
     kept = []
     for b in range(logits.shape[0]):
-        order = logits[b : b + 1].argsort(dim=1, descending=True)[:, :k]
-        mask = torch.bincount(order.flatten(), minlength=t) > 0
-        kept.append(feats[b][mask])
+        kept.append(feats[b][valid_idx(logits[b : b + 1], k)])
     return torch.cat(kept)
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from official_sed import valid_idx
 from ovk_testing import DEVICE, DTYPE_TOLS, randn, requires_triton
 
 from ovkernels import (
@@ -28,13 +29,6 @@ def _stable_sort_oracle(logits: torch.Tensor, k: int) -> torch.Tensor:
     order = torch.sort(logits.float().flatten(2), dim=1, descending=True, stable=True).indices[:, :k]
     mask = torch.zeros(bsz, t, dtype=torch.bool, device=logits.device)
     return mask.scatter_(1, order.flatten(1), True)
-
-
-def _official_batch1(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """SED's valid_idx for one image: full argsort, first k per pixel, bincount, > 0."""
-    t = logits.shape[1]
-    order = logits.argsort(dim=1, descending=True)[:, :k]
-    return torch.bincount(order.flatten(), minlength=t) > 0
 
 
 def _logits(shape, seed, ties, dtype=torch.float32):
@@ -102,7 +96,7 @@ def test_reference_tie_rule(bsz, t, h, w, k, ties, seed):
 @given(t=CLASS_COUNTS, h=SIDES, w=SIDES, k=st.integers(1, 10), seed=st.integers(0, 2**16))
 def test_reference_matches_official_for_one_image(t, h, w, k, seed):
     logits = randn((1, t, h, w), torch.float32, seed).cpu()  # distinct values: argsort order is unique
-    assert torch.equal(reference_topk_category_mask(logits, k)[0], _official_batch1(logits, k))
+    assert torch.equal(reference_topk_category_mask(logits, k)[0], valid_idx(logits, k))
 
 
 @requires_triton

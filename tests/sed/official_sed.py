@@ -1,9 +1,10 @@
 """A straightforward re-implementation of the official SED decoder forward (spec §4, §5), for equivalence tests.
 
-It runs on the parameters of `sed.Aggregator` (same names as the official module) but follows the official
-code step by step: cost rearranged to (B*T, P, h, w), the skip guidance repeated T times and concatenated with the
-upsampled features and the cost guidance, the class attention with the official rearranges and the v / L
-fp16 guard, and the fast (CER) path with nested boolean masks (batch 1 only, like the official code).
+It runs on the parameters of `sed.Aggregator` (same names as the official module) but follows the official code
+step by step: cost rearranged to (B*T, P, h, w), the skip guidance repeated T times and concatenated with the
+upsampled features and the cost guidance, the class attention with the official rearranges and the v / L fp16
+guard, and the fast (CER) path with nested boolean masks (batch 1 only, like the official code). tests/sed,
+tests/kernels and the benchmarks import this one copy (the root pytest config puts this folder on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def up_layer(m, x, guidance, corr_guidance, batch, pool):
     return m.conv.double_conv(x)
 
 
-def _prepare(agg, cost, features):
+def prepare(agg, cost, features):
+    """conv1 features, the three skip-guidance projections and the cost guidance K1..K3 (the decoder's inputs)."""
     b, p, t, h, w = cost.shape
     corr = cost.permute(0, 2, 1, 3, 4).reshape(b * t, p, h, w)
     x = agg.conv1(corr)
@@ -79,7 +81,7 @@ def _prepare(agg, cost, features):
 def official_forward(agg, cost, features, pool=1):
     """(Y, A0, A1, A2) logits, each (B, T, H_i, W_i)."""
     b, _, t = cost.shape[:3]
-    x, guidance, ks = _prepare(agg, cost, features)
+    x, guidance, ks = prepare(agg, cost, features)
     a0 = agg.head0(x.detach())
     x = up_layer(agg.decoder1, x, guidance[0], ks[0], b, pool)
     a1 = agg.head1(x.detach())
@@ -94,6 +96,16 @@ def official_forward(agg, cost, features, pool=1):
     return unfold(y), unfold(a0), unfold(a1), unfold(a2)
 
 
+def official_final(agg, cost, features, pool=1):
+    """The final logits only (B, T, H, W): the official decoder without the auxiliary heads (inference timing)."""
+    b, _, t = cost.shape[:3]
+    x, guidance, ks = prepare(agg, cost, features)
+    for stage, layer in enumerate((agg.decoder1, agg.decoder2, agg.decoder3)):
+        x = up_layer(layer, x, guidance[stage], ks[stage], b, pool)
+    y = agg.head(x)
+    return y.reshape(b, t, *y.shape[-2:])
+
+
 def valid_idx(logits, k):
     """Official: argsort per pixel, first k class ids of every pixel, bincount, > 0."""
     t = logits.shape[1]
@@ -105,7 +117,7 @@ def official_fast_forward(agg, cost, features, k, pool=1):
     """Official `fast_conv_decoder` for batch 1: (probs (1, T, H, W), masks m0, m1, m2)."""
     b, _, t = cost.shape[:3]
     assert b == 1, "the official fast path only works for batch 1"
-    x, guidance, (k1, k2, k3) = _prepare(agg, cost, features)
+    x, guidance, (k1, k2, k3) = prepare(agg, cost, features)
     a0 = agg.head0(x).reshape(1, t, *x.shape[-2:])
     m0 = valid_idx(a0, k)
     x = up_layer(agg.decoder1, x[m0], guidance[0], k1[m0], 1, pool)
