@@ -57,6 +57,7 @@ def test_rank_reports_collectives_and_files(torchrun_run) -> None:
         assert rep["rank"] == r and rep["world_size"] == 2 and rep["iteration"] == 6
         assert rep["mean_rank"] == 0.5 and rep["gathered"] == [0, 1]
         assert rep["checkpoint"] == str(torchrun_run / "checkpoints" / "ckpt_0000006.pt")  # on every rank
+        assert rep["is_main"] == (r == 0)
     assert reports[0]["eval_iterations"] == [3, 6] and reports[1]["eval_iterations"] == []  # rank 0 evaluates
     assert reports[0]["losses"] == reports[1]["losses"]  # logged losses are all-reduced
     assert json.loads((torchrun_run / "eval" / "iter_0000006.json").read_text())["rank"] == 0

@@ -42,6 +42,7 @@ def dist(out: str) -> None:
         "gathered": all_gather_object(info.rank),
         "losses": result.losses,
         "checkpoint": str(result.checkpoint),
+        "is_main": result.is_main,
     }
     with open(os.path.join(out, f"rank{info.rank}.json"), "w") as f:
         json.dump(report, f)

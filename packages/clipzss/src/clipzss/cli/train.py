@@ -424,8 +424,7 @@ def run(cfg: ClipZSSTrainConfig) -> Any:
         collate_fn=collate_samples,
         step_callback=on_step,
     )
-    # train() has left the process group: RANK (set by torchrun) tells which process writes the file.
-    if int(os.environ.get("RANK", "0")) == 0:
+    if result.is_main:  # one process writes the inference checkpoint
         _export(holder[0], inference_path, cfg.benchmark)
         final = result.eval_results.get(result.iteration)
         if final is not None:

@@ -70,6 +70,9 @@ class TrainResult:
     """The last checkpoint written or resumed from."""
     output_dir: Path | None = None
     """The run directory."""
+    is_main: bool = True
+    """Whether this process was rank 0 (the one that wrote checkpoints and logs); train() has left the process
+    group when it returns, so callers ask this instead of torch.distributed."""
 
 
 def seed_all(seed: int) -> None:
@@ -378,7 +381,9 @@ class _Trainer:
 
     def run(self) -> TrainResult:
         cfg, info = self.cfg, self.info
-        result = TrainResult(self.start_iter, output_dir=self.out, checkpoint=self.last_checkpoint)
+        result = TrainResult(
+            self.start_iter, output_dir=self.out, checkpoint=self.last_checkpoint, is_main=info.is_main
+        )
         self.writer, self.bar = None, None
         if info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)

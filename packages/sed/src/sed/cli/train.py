@@ -16,7 +16,6 @@ CPU-sized recipe on the demo scenes. Every field can be overridden; ``--preset N
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,8 +237,7 @@ def run(cfg: SEDTrainConfig) -> Any:
 
     make_model, train_set, evaluate_fn = build_training(cfg)
     result = train(cfg, make_model, train_set, evaluate_fn=evaluate_fn, collate_fn=collate_samples)
-    # train() has left the process group by now, so ask torchrun's environment which rank this was.
-    if int(os.environ.get("RANK", "0")) == 0:
+    if result.is_main:
         out = Path(cfg.output_dir)
         say(f"sed-train: {result.iteration} iterations done; run folder {out.resolve()}")
         if result.checkpoint is not None:
