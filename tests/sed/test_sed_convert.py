@@ -157,6 +157,7 @@ def test_official_b_and_l_land_where_they_belong(variant: str, count: int) -> No
     assert len(shapes) == count and sum(k.startswith(DEC) for k in shapes) == 115
     state = {k: torch.empty(v, device="meta") for k, v in shapes.items()}
     assert infer_variant(state) == variant
+    assert infer_variant({"model": state}) == infer_variant({"state_dict": state}) == variant  # wrapped checkpoints
     converted = convert_official_checkpoint({"model": state}, variant)
     assert len(converted) == count  # nothing left over, nothing invented
     for old, tensor in state.items():

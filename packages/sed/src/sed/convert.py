@@ -118,13 +118,17 @@ def _to_tensor(key: str, value: Any) -> torch.Tensor | None:
     return None
 
 
+def _unwrap(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The state dict inside a ``{"model": ...}`` (detectron2) or ``{"state_dict": ...}`` wrapper, else ``obj``."""
+    for key in ("model", "state_dict"):
+        if key in obj and isinstance(obj[key], Mapping):
+            return obj[key]
+    return obj
+
+
 def _model_dict(obj: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """The tensor state dict inside a detectron2 / training checkpoint (numpy arrays converted)."""
-    state = obj
-    for key in ("model", "state_dict"):
-        if key in state and isinstance(state[key], Mapping):
-            state = state[key]
-            break
+    state = _unwrap(obj)
     out: dict[str, torch.Tensor] = {}
     skipped = []
     for key, value in state.items():
@@ -152,8 +156,8 @@ def expected_shapes(variant: str) -> dict[str, tuple[int, ...]]:
 
 
 def infer_variant(state: Mapping[str, Any]) -> str:
-    """'b' or 'l' from the width of the official CLIP stem."""
-    stem = state.get(_STEM_KEY)
+    """'b' or 'l' from the width of the official CLIP stem (``state`` may be the whole wrapped checkpoint)."""
+    stem = _unwrap(state).get(_STEM_KEY)
     width = None if stem is None else int(stem.shape[0])
     if width not in _STEM_WIDTH:
         raise ValueError(

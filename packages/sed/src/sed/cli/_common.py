@@ -226,7 +226,7 @@ def load_model(
         source = require_file(official_checkpoint, "--official-checkpoint")
         raw = read_checkpoint(source)
         try:
-            variant = infer_variant(raw.get("model", raw)) if preset is None else preset
+            variant = infer_variant(raw) if preset is None else preset
             state = convert_official_checkpoint(raw, variant)
         except ValueError as err:
             raise ValueError(f"--official-checkpoint {str(source)!r}: {err}") from None
@@ -242,9 +242,9 @@ def load_model(
                 preset = state["preset"]
             elif source.suffix == ".safetensors":
                 preset = _safetensors_preset(source)
-            if preset is None and isinstance(state, dict) and isinstance(state.get("model"), dict):
+            if preset is None and isinstance(state, dict):
                 with contextlib.suppress(ValueError):
-                    preset = VARIANTS[infer_variant(state["model"])]
+                    preset = VARIANTS[infer_variant(state)]
             if preset is None or not sed.is_preset(preset):
                 raise ValueError(
                     f"--preset: cannot tell which preset --checkpoint {str(source)!r} belongs to; pass --preset NAME "
