@@ -16,7 +16,20 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
-_SUBMODULES = ("clip", "text", "costmap", "attention", "files", "registry", "metrics", "data", "evaluate", "train")
+_SUBMODULES = (
+    "clip",
+    "text",
+    "costmap",
+    "attention",
+    "files",
+    "registry",
+    "configs",
+    "method",
+    "metrics",
+    "data",
+    "evaluate",
+    "train",
+)
 
 __all__ = ["__version__", *_SUBMODULES]
 

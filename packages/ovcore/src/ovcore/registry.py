@@ -31,7 +31,10 @@ class PresetRegistry(Generic[F]):
 
     def register(self, fn: F) -> F:
         """Decorator: register ``fn`` under its function name."""
-        name = fn.__name__
+        return self.add(fn.__name__, fn)
+
+    def add(self, name: str, fn: F) -> F:
+        """Register ``fn`` under ``name`` (for entries made from data, e.g. one per JSON config file)."""
         if name in self._entries:
             if not self.allow_overwrite:
                 raise ValueError(f"{self.kind} {name!r} is already registered")

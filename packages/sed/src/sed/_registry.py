@@ -11,7 +11,7 @@ from ovcore.registry import PresetRegistry
 if TYPE_CHECKING:
     from sed.model import SED
 
-__all__ = ["register_sed", "list_presets", "create_sed", "is_preset"]
+__all__ = ["register_sed", "register_sed_preset", "list_presets", "create_sed", "is_preset"]
 
 def _import_presets() -> None:
     # The preset module registers on import; importing it here keeps `sed._registry` importable on its own.
@@ -21,6 +21,8 @@ def _import_presets() -> None:
 _PRESETS: PresetRegistry[Callable[..., SED]] = PresetRegistry("SED preset", populate=_import_presets)
 register_sed = _PRESETS.register
 """Decorator: register a preset entry point under its function name (a duplicate name raises ``ValueError``)."""
+register_sed_preset = _PRESETS.add
+"""Register a preset entry point under a given name (the JSON configs in ``model_configs/`` are registered so)."""
 
 
 def list_presets(pattern: str = "*") -> list[str]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SEDConfig", "CONFIG_DIR", "load_config"]
+from ovcore.configs import list_config_names as _config_names
+from ovcore.configs import load_json_config
+
+__all__ = ["SEDConfig", "CONFIG_DIR", "list_config_names", "load_config"]
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 
@@ -22,6 +24,8 @@ class SEDConfig:
     """Everything that defines one SED preset. Field defaults are the official ConvNeXt-B values."""
 
     name: str = "sed_convnext_b_768"
+    description: str = ""
+    """One line for preset listings (the preset's docstring)."""
     # --- CLIP (hierarchical image encoder + frozen text tower)
     clip_model: str = "convnext_base_w_320"
     """open_clip architecture name."""
@@ -87,11 +91,17 @@ class SEDConfig:
         return dataclasses.asdict(self)
 
 
+def list_config_names() -> list[str]:
+    """Names of the JSON configs in `model_configs/` (one preset each)."""
+    return _config_names(CONFIG_DIR)
+
+
 def load_config(name: str, **overrides: Any) -> SEDConfig:
-    """Read `model_configs/<name>.json` into an `SEDConfig`, then apply `overrides`."""
-    path = CONFIG_DIR / f"{name}.json"
-    if not path.is_file():
-        raise ValueError(f"no SED config file {path.name} in {CONFIG_DIR}")
-    data = json.loads(path.read_text())
+    """Read `model_configs/<name>.json` (with its ``base`` chain resolved) into an `SEDConfig`, then apply `overrides`.
+
+    Raises:
+        ValueError: no such config (the message lists them), or an unknown field.
+    """
+    data = load_json_config(CONFIG_DIR, name)
     data.setdefault("name", name)
     return SEDConfig().replace(**data).replace(**overrides)

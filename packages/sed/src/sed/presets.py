@@ -1,16 +1,17 @@
-"""Registered SED presets: one entry point per `model_configs/<name>.json` (timm-style `@register_sed`)."""
+"""Registered SED presets: one entry per `model_configs/<name>.json`, registered when this module is imported."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from ovcore.clip import create_clip
 from ovcore.text import weights_id_of
-from sed._registry import register_sed
-from sed.config import SEDConfig, load_config
+from sed._registry import register_sed_preset
+from sed.config import SEDConfig, list_config_names, load_config
 from sed.model import SED
 
 __all__ = ["build_sed"]
@@ -66,37 +67,16 @@ def _create(name: str, **kwargs: Any) -> SED:
     return build_sed(load_config(name, **kwargs), **build)
 
 
-@register_sed
-def sed_convnext_b_768(**kwargs: Any) -> SED:
-    """SED ConvNeXt-B (open_clip convnext_base_w_320 / laion_aesthetic_s13b_b82k, Dt 640), 768 input."""
-    return _create("sed_convnext_b_768", **kwargs)
+def _preset_entry(name: str) -> Callable[..., SED]:
+    def entry(**kwargs: Any) -> SED:
+        return _create(name, **kwargs)
+
+    entry.__name__ = entry.__qualname__ = name
+    entry.__doc__ = load_config(name).description
+    return entry
 
 
-@register_sed
-def sed_convnext_l_768(**kwargs: Any) -> SED:
-    """SED ConvNeXt-L (open_clip convnext_large_d_320 / laion2b_s29b_b131k_ft_soup, Dt 768), 768 input."""
-    return _create("sed_convnext_l_768", **kwargs)
-
-
-@register_sed
-def sed_convnext_b_768_fast(**kwargs: Any) -> SED:
-    """SED-fast ConvNeXt-B: the same weights with category early rejection k=8 in predict()."""
-    return _create("sed_convnext_b_768_fast", **kwargs)
-
-
-@register_sed
-def sed_convnext_l_768_fast(**kwargs: Any) -> SED:
-    """SED-fast ConvNeXt-L: the same weights with category early rejection k=8 in predict()."""
-    return _create("sed_convnext_l_768_fast", **kwargs)
-
-
-@register_sed
-def sed_tiny(**kwargs: Any) -> SED:
-    """Test / demo size: `ovcore-convnext-tiny` CLIP (linear head), 64x64 input, 80 templates, demo classes."""
-    return _create("sed_tiny", **kwargs)
-
-
-@register_sed
-def sed_tiny_mlp(**kwargs: Any) -> SED:
-    """Like `sed_tiny` with the mlp CLIP projection head of ConvNeXt-L (`ovcore-convnext-tiny-mlp`)."""
-    return _create("sed_tiny_mlp", **kwargs)
+# One preset per JSON file in model_configs/ (open_clip's rescan of its config folder): adding a preset is adding a
+# file, and a `_fast` variant is a two-line overlay of its base.
+for _name in list_config_names():
+    register_sed_preset(_name, _preset_entry(_name))
