@@ -28,6 +28,7 @@ _SUBMODULES = (
     "metrics",
     "data",
     "evaluate",
+    "benchmarks",
     "train",
 )
 
