@@ -5,71 +5,45 @@ Inference: :func:`create_segmenter` / :meth:`ZeroShotSegmenter.from_checkpoint` 
 See the package README for every reading of the paper and the spec section it follows.
 """
 
-from __future__ import annotations
+from ovcore.lazy import lazy_exports
 
-from . import presets  # noqa: F401  (registers the presets)
-from ._registry import (
-    DATASET_DEFAULTS,
-    create_clipzss,
-    create_segmenter,
-    get_preset_config,
-    is_preset,
-    list_presets,
-    register_preset,
-)
-from .config import (
-    CLIPZSSConfig,
-    GLMConfig,
-    LossConfig,
-    PLMConfig,
-    StudentConfig,
-    SynthesizerConfig,
-    TeacherConfig,
-    config_from_dict,
-    config_to_dict,
-)
-from .glm import CLSTokenBank, GlobalLearningModule, attention_pool, info_nce
-from .kmeans import batched_kmeans, faiss_kmeans, multiscale_seeds, seed_grid_counts, sklearn_kmeans
-from .model import CLIPZSS
-from .pseudo_labels import PseudoLabeler, fuse_clusters, fuse_labels
-from .segmenter import ZeroShotSegmenter
-from .students import Student
-from .synthesizer import Synthesizer, label_centroids
-from .teacher import CLIPTeacher
+_EXPORTS = {
+    "DATASET_DEFAULTS": "clipzss._registry",
+    "create_clipzss": "clipzss._registry",
+    "create_segmenter": "clipzss._registry",
+    "get_preset_config": "clipzss._registry",
+    "is_preset": "clipzss._registry",
+    "list_presets": "clipzss._registry",
+    "register_preset": "clipzss._registry",
+    "CLIPZSSConfig": "clipzss.config",
+    "GLMConfig": "clipzss.config",
+    "LossConfig": "clipzss.config",
+    "PLMConfig": "clipzss.config",
+    "StudentConfig": "clipzss.config",
+    "SynthesizerConfig": "clipzss.config",
+    "TeacherConfig": "clipzss.config",
+    "config_from_dict": "clipzss.config",
+    "config_to_dict": "clipzss.config",
+    "CLSTokenBank": "clipzss.glm",
+    "GlobalLearningModule": "clipzss.glm",
+    "attention_pool": "clipzss.glm",
+    "info_nce": "clipzss.glm",
+    "batched_kmeans": "clipzss.kmeans",
+    "faiss_kmeans": "clipzss.kmeans",
+    "multiscale_seeds": "clipzss.kmeans",
+    "seed_grid_counts": "clipzss.kmeans",
+    "sklearn_kmeans": "clipzss.kmeans",
+    "CLIPZSS": "clipzss.model",
+    "PseudoLabeler": "clipzss.pseudo_labels",
+    "fuse_clusters": "clipzss.pseudo_labels",
+    "fuse_labels": "clipzss.pseudo_labels",
+    "ZeroShotSegmenter": "clipzss.segmenter",
+    "Student": "clipzss.students",
+    "Synthesizer": "clipzss.synthesizer",
+    "label_centroids": "clipzss.synthesizer",
+    "CLIPTeacher": "clipzss.teacher",
+}
 
-__all__ = [
-    "CLIPTeacher",
-    "CLIPZSS",
-    "CLIPZSSConfig",
-    "CLSTokenBank",
-    "DATASET_DEFAULTS",
-    "GLMConfig",
-    "GlobalLearningModule",
-    "LossConfig",
-    "PLMConfig",
-    "PseudoLabeler",
-    "Student",
-    "StudentConfig",
-    "Synthesizer",
-    "SynthesizerConfig",
-    "TeacherConfig",
-    "ZeroShotSegmenter",
-    "attention_pool",
-    "batched_kmeans",
-    "config_from_dict",
-    "config_to_dict",
-    "create_clipzss",
-    "create_segmenter",
-    "faiss_kmeans",
-    "fuse_clusters",
-    "fuse_labels",
-    "get_preset_config",
-    "info_nce",
-    "is_preset",
-    "label_centroids",
-    "list_presets",
-    "multiscale_seeds",
-    "register_preset",
-    "seed_grid_counts",
-    "sklearn_kmeans",
-]
+__all__ = list(_EXPORTS)
+# Names are imported on first use: `import clipzss` (and every clipzss command's --help) stays free of torch.
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

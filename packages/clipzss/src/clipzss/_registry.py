@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ovcore.registry import PresetRegistry
 
 from .config import CLIPZSSConfig, replace
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "DATASET_DEFAULTS",
@@ -28,7 +29,14 @@ __all__ = [
 ]
 
 # A later registration of the same name wins, with a warning (user presets may override built-ins).
-_PRESETS: PresetRegistry[Callable[[], CLIPZSSConfig]] = PresetRegistry("CLIP-ZSS preset", allow_overwrite=True)
+def _import_presets() -> None:
+    # The preset module registers on import; importing it here keeps the package import free of it.
+    from . import presets  # noqa: F401
+
+
+_PRESETS: PresetRegistry[Callable[[], CLIPZSSConfig]] = PresetRegistry(
+    "CLIP-ZSS preset", allow_overwrite=True, populate=_import_presets
+)
 
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     # spec §5.1: ZegCLIP's single template with raw VOC names; 15-template ensemble for COCO-Stuff / Context.

@@ -11,31 +11,28 @@ See `sed.list_presets()` and the package README for presets, official checkpoint
 official code.
 """
 
-from sed._registry import create_sed, is_preset, list_presets, register_sed
-from sed.cer import scatter_probabilities, select_categories
-from sed.config import SEDConfig, load_config
-from sed.convert import convert_official_checkpoint, load_sed_checkpoint, read_checkpoint
-from sed.decoder import Aggregator, fold_up_into_conv
-from sed.encoder import SEDEncoder
-from sed.losses import sed_bce_loss
-from sed.model import LOSS_NAMES, SED
+from ovcore.lazy import lazy_exports
 
-__all__ = [
-    "SED",
-    "SEDConfig",
-    "SEDEncoder",
-    "Aggregator",
-    "LOSS_NAMES",
-    "create_sed",
-    "list_presets",
-    "register_sed",
-    "is_preset",
-    "load_config",
-    "convert_official_checkpoint",
-    "load_sed_checkpoint",
-    "read_checkpoint",
-    "sed_bce_loss",
-    "select_categories",
-    "scatter_probabilities",
-    "fold_up_into_conv",
-]
+_EXPORTS = {
+    "create_sed": "sed._registry",
+    "is_preset": "sed._registry",
+    "list_presets": "sed._registry",
+    "register_sed": "sed._registry",
+    "scatter_probabilities": "sed.cer",
+    "select_categories": "sed.cer",
+    "SEDConfig": "sed.config",
+    "load_config": "sed.config",
+    "convert_official_checkpoint": "sed.convert",
+    "load_sed_checkpoint": "sed.convert",
+    "read_checkpoint": "sed.convert",
+    "Aggregator": "sed.decoder",
+    "fold_up_into_conv": "sed.decoder",
+    "SEDEncoder": "sed.encoder",
+    "sed_bce_loss": "sed.losses",
+    "LOSS_NAMES": "sed.model",
+    "SED": "sed.model",
+}
+
+__all__ = list(_EXPORTS)
+# Names are imported on first use: `import sed` (and every sed command's --help) stays free of torch.
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

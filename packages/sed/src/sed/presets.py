@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from ovcore.clip import create_clip
-from ovcore.text import weights_id_of
 from sed._registry import register_sed_preset
 from sed.config import SEDConfig, list_config_names, load_config
-from sed.model import SED
+
+if TYPE_CHECKING:
+    import torch
+
+    from sed.model import SED
 
 __all__ = ["build_sed"]
 
@@ -26,6 +26,13 @@ def build_sed(
     class_names: list[str] | None = None,
 ) -> SED:
     """Build a SED model from a config (see `sed.create_sed` for the arguments)."""
+    # Deferred: listing presets (e.g. for a command's --help) must not import torch and open_clip.
+    import torch
+
+    from ovcore.clip import create_clip
+    from ovcore.text import weights_id_of
+    from sed.model import SED
+
     if pretrained_clip is True:
         # A full checkpoint carries the CLIP weights too, so the open_clip weights are not needed then.
         pretrained_clip = None if checkpoint is not None else cfg.clip_pretrained
