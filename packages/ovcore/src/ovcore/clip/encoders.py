@@ -3,7 +3,8 @@
 * :class:`ConvNeXtCLIPEncoder` (SED, spec §1): the four stage outputs of an open_clip ConvNeXt trunk and the CLIP
   image head applied at every location of the last stage, i.e. ``Fv(p) = Proj(LN(res5(p)))``.
 * :class:`ViTCLIPEncoder` (CLIP-ZSS teacher, spec §5.1): the projected CLS embedding and the projected patch tokens
-  of an open_clip ViT at any input size, with the positional embedding interpolated to the patch grid.
+  of an open_clip ViT at any input size, with the positional embedding interpolated to the patch grid; with
+  ``last_attention="value"`` the last block's attention is MaskCLIP's value embedding (Zhou et al., ECCV 2022, §3.2).
 
 Both wrap ``clip_model.visual`` (parameters are shared, not copied) and take images that are already normalised
 with the CLIP mean/std, as float ``(B, 3, H, W)``.
@@ -14,13 +15,22 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from open_clip.timm_model import TimmModel
-from open_clip.transformer import VisionTransformer
+from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import nn
 
-__all__ = ["ConvNeXtCLIPEncoder", "ViTCLIPEncoder", "FEATURE_NAMES", "FEATURE_STRIDES"]
+__all__ = [
+    "ConvNeXtCLIPEncoder",
+    "ViTCLIPEncoder",
+    "FEATURE_NAMES",
+    "FEATURE_STRIDES",
+    "LAST_ATTENTION_MODES",
+    "value_embedding_block",
+]
 
 FEATURE_NAMES = ("res2", "res3", "res4", "res5")
 FEATURE_STRIDES = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
+LAST_ATTENTION_MODES = ("standard", "value")
+"""What :class:`ViTCLIPEncoder` does in the last block's attention: CLIP's own, or MaskCLIP's value embedding."""
 
 
 def _visual(clip_model: nn.Module) -> nn.Module:
@@ -115,6 +125,10 @@ class ViTCLIPEncoder(nn.Module):
             teacher (a 32x32 grid); forward accepts other sizes too. Default: the model's native size.
         pos_interpolation: ``"bilinear"`` (ZegCLIP, CLIP-ZSS spec §5.1) or ``"bicubic"`` (antialiased, exactly
             open_clip's ``resize_pos_embed`` used for ``force_image_size``).
+        last_attention: ``"standard"`` (CLIP as trained) or ``"value"``: MaskCLIP's dense features, where the last
+            block's attention output of every token is ``out_proj(v_proj(ln_1(x)))``, i.e. its attention matrix is
+            the identity (query and key are not used); the residual, the MLP, ``ln_post`` and ``proj`` are kept. The
+            CLS output then goes through the modified block too and no longer equals ``encode_image``.
 
     Attributes:
         embed_dim: D, the joint embedding dimension.
@@ -128,6 +142,7 @@ class ViTCLIPEncoder(nn.Module):
         input_size: int | tuple[int, int] | None = None,
         *,
         pos_interpolation: str = "bilinear",
+        last_attention: str = "standard",
     ) -> None:
         super().__init__()
         visual = _visual(clip_model)
@@ -139,8 +154,13 @@ class ViTCLIPEncoder(nn.Module):
             raise ValueError("the ViT tower has no output projection")
         if pos_interpolation not in ("bilinear", "bicubic"):
             raise ValueError(f"pos_interpolation must be 'bilinear' or 'bicubic', got {pos_interpolation!r}")
+        if last_attention not in LAST_ATTENTION_MODES:
+            raise ValueError(f"last_attention must be one of {LAST_ATTENTION_MODES}, got {last_attention!r}")
+        if last_attention == "value":
+            _check_value_block(visual.transformer.resblocks[-1])
         self.visual = visual
         self.pos_interpolation = pos_interpolation
+        self.last_attention = last_attention
         self.patch_size: tuple[int, int] = tuple(visual.patch_size)  # type: ignore[assignment]
         self.native_grid: tuple[int, int] = tuple(visual.grid_size)  # type: ignore[assignment]
         size = visual.image_size if input_size is None else input_size
@@ -177,7 +197,47 @@ class ViTCLIPEncoder(nn.Module):
         cls = visual.class_embedding.to(x.dtype).expand(b, 1, -1)
         x = torch.cat([cls, x], dim=1) + self.positional_embedding((gh, gw)).to(x.dtype)
         x = visual.ln_pre(x)
-        x = visual.transformer(x)
+        x = visual.transformer(x) if self.last_attention == "standard" else self._value_transformer(x)
         x = visual.ln_post(x) @ visual.proj
         dense = x[:, 1:].transpose(1, 2).reshape(b, -1, gh, gw)
         return x[:, 0], dense
+
+    def _value_transformer(self, x: torch.Tensor) -> torch.Tensor:
+        """The tower's transformer on (B, L, width) tokens with MaskCLIP's last block (see ``last_attention``)."""
+        transformer = self.visual.transformer
+        blocks = transformer.resblocks
+        # open_clip's blocks take (L, B, width) when the transformer is not batch-first; the last block is token-wise
+        seq_first = not getattr(transformer, "batch_first", True)
+        if seq_first:
+            x = x.transpose(0, 1)
+        for block in blocks[:-1]:
+            x = block(x)
+        if seq_first:
+            x = x.transpose(0, 1)
+        return value_embedding_block(blocks[-1], x)
+
+
+def _check_value_block(block: nn.Module) -> None:
+    if not isinstance(block, ResidualAttentionBlock) or not isinstance(block.attn, nn.MultiheadAttention):
+        raise ValueError(
+            f"last_attention='value' needs open_clip ResidualAttentionBlocks with nn.MultiheadAttention, got "
+            f"{type(block).__name__}"
+        )
+    if block.attn.in_proj_weight is None or block.attn.kdim != block.attn.embed_dim:
+        raise ValueError("last_attention='value' needs a packed self-attention projection (in_proj_weight)")
+
+
+def value_embedding_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One open_clip ``ResidualAttentionBlock`` with its attention matrix replaced by the identity (MaskCLIP).
+
+    Every token's attention output is ``out_proj(v_proj(ln_1(x)))``; the residual, LayerScale and MLP stay as they
+    are. Token-wise, so ``x`` may be (B, L, width) or (L, B, width).
+    """
+    _check_value_block(block)
+    attn = block.attn
+    width = attn.embed_dim
+    v_weight = attn.in_proj_weight[2 * width :]
+    v_bias = attn.in_proj_bias[2 * width :] if attn.in_proj_bias is not None else None
+    v = F.linear(block.ln_1(x), v_weight, v_bias)
+    x = x + block.ls_1(attn.out_proj(v))
+    return x + block.ls_2(block.mlp(block.ln_2(x)))

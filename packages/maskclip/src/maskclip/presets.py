@@ -1,0 +1,59 @@
+"""Registered MaskCLIP presets: one entry per ``model_configs/<name>.json``, registered when this module is imported."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from maskclip._registry import register_maskclip_preset
+from maskclip.config import MaskCLIPConfig, list_config_names, load_config
+from maskclip.model import MaskCLIP
+from ovcore.clip import create_clip
+from ovcore.text import weights_id_of
+
+__all__ = ["build_maskclip"]
+
+_BUILD_KEYS = ("pretrained", "device", "class_names", "cache_dir")
+
+
+def build_maskclip(
+    cfg: MaskCLIPConfig,
+    pretrained: bool | str | os.PathLike | None = True,
+    *,
+    device: str | torch.device = "cpu",
+    class_names: list[str] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> MaskCLIP:
+    """Build a MaskCLIP model from a config (see :func:`maskclip.create_maskclip` for the arguments)."""
+    if pretrained is True:
+        pretrained = cfg.clip_pretrained
+    elif pretrained is False:
+        pretrained = None
+    clip = create_clip(cfg.clip_model, pretrained, device="cpu")
+    weights_id = weights_id_of(pretrained) if pretrained is not None else None
+    model = MaskCLIP(cfg, clip, weights_id=weights_id, cache_dir=cache_dir).to(device)
+    if class_names is not None:
+        model.set_vocabulary(class_names)
+    return model
+
+
+def _create(name: str, **kwargs: Any) -> MaskCLIP:
+    build = {k: kwargs.pop(k) for k in _BUILD_KEYS if k in kwargs}
+    return build_maskclip(load_config(name, **kwargs), **build)
+
+
+def _preset_entry(name: str) -> Callable[..., MaskCLIP]:
+    def entry(**kwargs: Any) -> MaskCLIP:
+        return _create(name, **kwargs)
+
+    entry.__name__ = entry.__qualname__ = name
+    entry.__doc__ = load_config(name).description
+    return entry
+
+
+# One preset per JSON file in model_configs/: adding a preset is adding a file.
+for _name in list_config_names():
+    register_maskclip_preset(_name, _preset_entry(_name))
