@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from clipzss.config import CLIPZSSConfig
-from clipzss.model import compact_with_lut, resolve_vocabulary, seen_label_lut
+from clipzss.model import check_label_ids, compact_with_lut, resolve_vocabulary, seen_label_lut
+
+NONE = -1  # ignore value of the compact labels (clipzss.losses.IGNORE_LABEL)
 
 SPLITS = {
     "voc_zs": (20, 15, [15, 16, 17, 18, 19]),
@@ -33,11 +35,11 @@ def test_unseen_to_ignore_then_compact_seen_ids(name: str) -> None:
     for cid in range(num_classes):
         got = int(compact[0, 0, cid])
         if cid in unseen:
-            assert got == 255  # unseen pixels are ordinary ignored pixels
+            assert got == NONE  # unseen pixels are ordinary ignored pixels
         else:
             assert split.seen[got] == cid  # seen class -> its compact position
-    assert int(compact[0, 0, -1]) == 255
-    assert sorted(compact[compact != 255].tolist()) == list(range(num_seen))
+    assert int(compact[0, 0, -1]) == NONE
+    assert sorted(compact[compact != NONE].tolist()) == list(range(num_seen))
     # the model never needs the remap to be done upstream: unseen ids also fall to ignore in the table
     assert torch.equal(compact_with_lut(label, seen_label_lut(seen)), compact)
 
@@ -59,4 +61,21 @@ def test_bad_vocabularies() -> None:
     with pytest.raises(ValueError):
         seen_label_lut([300])
     out = compact_with_lut(torch.tensor([[[-1, 999, 1]]]), seen_label_lut([1]))
-    assert out.tolist() == [[[255, 255, 0]]]
+    assert out.tolist() == [[[NONE, NONE, 0]]]
+
+
+def test_the_ignore_value_never_shares_an_id_with_a_class() -> None:
+    # compact ids 0..Ns-1 cannot be the compact ignore value
+    with pytest.raises(ValueError, match="compact seen id 1"):
+        seen_label_lut([4, 5, 6], ignore_index=1)
+    # a table wider than 256 for vocabularies past 255 classes: dataset id 300 is a class, not out of range
+    lut = seen_label_lut([300, 2], size=301)
+    assert compact_with_lut(torch.tensor([300, 2, 255]), lut).tolist() == [0, 1, NONE]
+    # the training labels' ignore value (loss.ignore_index) may not be a seen dataset id, nor a compact id
+    check_label_ids([0, 1, 2], 255, "dataset")
+    with pytest.raises(ValueError, match="seen class 1"):
+        check_label_ids([0, 255, 2], 255, "dataset")
+    check_label_ids(list(range(255)), 255, "compact")
+    with pytest.raises(ValueError, match="compact seen id 255"):
+        check_label_ids(list(range(300)), 255, "compact")
+    check_label_ids(list(range(300)), 65535, "compact")  # e.g. a uint16 label format with ignore 65535

@@ -13,7 +13,7 @@ from clipzss.config import PLMConfig
 from clipzss.model import infer_pad_mask
 from clipzss.pseudo_labels import PseudoLabeler, fuse_clusters, fuse_labels, token_mask, unannotated_mask
 
-IGNORE = 255
+IGNORE = -1  # compact and fused labels (clipzss.losses.IGNORE_LABEL); the dataset 255 is read only at the input
 
 
 def _unit_vectors(n: int, d: int, seed: int, spread: float) -> np.ndarray:

@@ -37,7 +37,7 @@ def test_files_text_and_json(tmp_path: Path) -> None:
     [
         ("", "the vocabulary is empty"),
         (" , ,", "the vocabulary is empty"),
-        ("cat, Cat ,dog", r"duplicate class names \('cat' = 'Cat'\)"),
+        ("cat, Cat ,dog", r"duplicate class names.*'cat' = #1 'Cat'"),
         ("sky, big  tree, Big tree", "duplicate class names"),
         ("missing_file.txt", "class file not found"),
     ],

@@ -11,6 +11,7 @@ import torch
 
 import sed
 from sed.convert import OFFICIAL_PREFIXES, convert_official_checkpoint, infer_variant, main, read_checkpoint
+from sed.layers import rename_official_key
 
 CLIP = "sem_seg_head.predictor.clip_model."
 DEC = "sem_seg_head.predictor.transformer."
@@ -162,7 +163,7 @@ def test_official_b_and_l_land_where_they_belong(variant: str, count: int) -> No
     assert len(converted) == count  # nothing left over, nothing invented
     for old, tensor in state.items():
         prefix = next(p for p in OFFICIAL_PREFIXES if old.startswith(p))
-        assert converted[OFFICIAL_PREFIXES[prefix] + old[len(prefix) :]] is tensor
+        assert converted[rename_official_key(OFFICIAL_PREFIXES[prefix] + old[len(prefix) :])] is tensor
     model = sed.create_sed(f"sed_convnext_{variant}_768", pretrained_clip=None, device="meta")
     missing, unexpected = model.load_state_dict(converted, strict=True, assign=True)
     assert not missing and not unexpected

@@ -236,7 +236,7 @@ def test_param_groups_follow_the_official_recipe(tiny_model: sed.SED) -> None:
     assert "decoder.decoder1.cnext.norm.weight" in names["decoder"]
     assert "decoder.decoder1.cnext.gamma" in names["decoder"]
     assert "decoder.decoder1.attention.norm1.weight" in names["decoder_norm"]
-    assert "decoder.decoder1.conv.double_conv.1.weight" in names["decoder_norm"]
+    assert "decoder.decoder1.conv.norm1.weight" in names["decoder_norm"]
     assert "encoder.clip.visual.trunk.stem.1.weight" in names["clip_norm"]  # timm LayerNorm2d
     assert "encoder.clip.visual.head.proj.weight" in names["clip"]
     every = set().union(*names.values())

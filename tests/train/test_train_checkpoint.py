@@ -69,7 +69,8 @@ def test_keep_last_and_latest(tmp_path) -> None:
     assert [p.name for p in ckpt.list()] == ["ckpt_0000020.pt", "ckpt_0000100.pt"]  # numeric order, not save order
     assert ckpt.latest() == ckpt.path_for(100)
     # A SIGKILL mid-save leaves a hidden temporary file behind: never listed, removed on the next start.
-    stale = tmp_path / "c" / ".ckpt_0000200.pt.tmp12345"
+    # (the atomic writer's naming scheme: .<name>.<pid>.<token>.tmp; pid 99999999 is above any pid_max)
+    stale = tmp_path / "c" / ".ckpt_0000200.pt.99999999.0123abcd.tmp"
     stale.write_bytes(b"junk")
     assert ckpt.latest() == ckpt.path_for(100)
     ckpt.remove_stale_temporaries()

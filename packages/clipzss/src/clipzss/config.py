@@ -221,7 +221,8 @@ class LossConfig:
     labels (nearest) to the feature size (less memory)."""
 
     ignore_index: int = 255
-    """Ignore label."""
+    """Ignore value of the training labels, read only at the input (``CLIPZSS.compact_labels``); the compact and
+    fused labels, CE, NEL and the centroids use -1, which no seen or pseudo id can reach."""
 
 
 @dataclass
@@ -257,8 +258,9 @@ class CLIPZSSConfig:
     the whole image at once."""
 
     infer_pad_mask: bool = True
-    """When a batch has no "pad_mask", treat the trailing bottom rows / right columns that are black (uint8 0) and
-    ignore-labelled as crop padding (what MMSegTrainTransform's Pad produces), so padding is never pseudo-labelled."""
+    """When a batch has no "pad_mask" (MMSegTrainTransform gives one), treat the trailing bottom rows / right columns
+    that are black (uint8 0) and ignore-labelled as crop padding (a pipeline that pads with black), so padding is
+    never pseudo-labelled and both networks see it as 0 after normalisation."""
 
     seen_calibration: float = 0.0
     """Reading (a) of the paper's gamma (spec §5.6): subtracted from the seen-class logits at inference
@@ -277,7 +279,37 @@ class CLIPZSSConfig:
         "pos_block",
         "cls_token",
     )
-    """Parameter-name substrings without weight decay (besides norms and other 1-D parameters)."""
+    """Parameter-name substrings without weight decay besides the norm layers: the position tables. mmseg's Swin
+    recipe exempts ``absolute_pos_embed`` and ``relative_position_bias_table``; the other names are the position
+    tables of other backbones (ViT, MiT) and match nothing in Swin. Biases decay unless --optim.no-decay-1d."""
+
+    def validate(self, prefix: str = "--model.") -> None:
+        """Check the numeric fields before a model is built; messages name the flags (``prefix`` + field).
+
+        Raises:
+            ValueError: a size, count, rate or probability outside its range.
+        """
+        from ovcore.command import check_min, check_positive, check_range
+
+        for option, value, minimum in (
+            ("crop-size", self.crop_size, 1),
+            ("student.head-channels", self.student.head_channels, 1),
+            ("glm.bank-size", self.glm.bank_size, 0),
+            ("plm.kmeans-iters", self.plm.kmeans_iters, 1),
+            ("plm.min-pseudo-tokens", self.plm.min_pseudo_tokens, 0),
+            ("synthesizer.layers", self.synthesizer.layers, 0),
+            ("synthesizer.heads", self.synthesizer.heads, 1),
+            ("backbone-lr-mult", self.backbone_lr_mult, 0),
+            ("head-lr-mult", self.head_lr_mult, 0),
+        ):
+            check_min(prefix + option, value, minimum)
+        for window in self.plm.windows:
+            check_min(prefix + "plm.windows", window, 1)
+        check_positive(prefix + "glm.temperature", self.glm.temperature)
+        check_positive(prefix + "synthesizer.ffn-ratio", self.synthesizer.ffn_ratio)
+        check_range(prefix + "student.head-dropout", self.student.head_dropout, 0.0, 1.0, open_high=True)
+        check_range(prefix + "synthesizer.dropout", self.synthesizer.dropout, 0.0, 1.0, open_high=True)
+        check_range(prefix + "plm.fusion-threshold", self.plm.fusion_threshold, -1.0, 1.0)
 
 
 def config_to_dict(cfg: CLIPZSSConfig) -> dict[str, Any]:

@@ -3,8 +3,12 @@
 * :func:`classifier_logits`: ``cat(alpha * R_hat . T_seen, beta * cos(R, P_pseudo))``.
 * :func:`nel_loss`: ZegCLIP's NEL = sigmoid focal (x100) + dice (x1) on one-hot targets of the fused labels;
   ignored pixels get an all-zero target and stay in the focal term, as in ZegCLIP.
-* :func:`ce_loss`: softmax cross-entropy on the fused labels (ignore 255).
+* :func:`ce_loss`: softmax cross-entropy on the fused labels.
 * :func:`bce_prototype_loss`: L_bce of Eq. 6, seen prototypes against the seen text embeddings.
+
+Labels here are fused labels: seen ``0..Ns-1``, pseudo ``Ns..Ns+K-1``, ignore :data:`IGNORE_LABEL` (-1). The ignore
+value is negative so that no class id can reach it, however many pseudo classes a batch has (the dataset's 255 is
+read only at the model's input, see ``CLIPZSS.compact_labels``).
 
 Every loss is finite on empty inputs (no valid pixel, no seen prototype): it returns a zero that is still connected
 to the graph, so DDP and the engine see the same parameters every step.
@@ -17,13 +21,18 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 __all__ = [
+    "IGNORE_LABEL",
     "bce_prototype_loss",
     "ce_loss",
     "classifier_logits",
     "dice_loss",
     "nel_loss",
+    "one_hot_targets",
     "sigmoid_focal_loss",
 ]
+
+IGNORE_LABEL = -1
+"""Ignore value of the compact and fused labels: below every class id, so Ns + K can never reach it."""
 
 
 def classifier_logits(
@@ -63,7 +72,7 @@ def _zero(x: torch.Tensor) -> torch.Tensor:
     return x.sum() * 0.0
 
 
-def ce_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+def ce_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_LABEL) -> torch.Tensor:
     """Softmax cross-entropy, mean over valid pixels (0 when there is none).
 
     Args:
@@ -77,7 +86,7 @@ def ce_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255)
     return F.cross_entropy(logits, target.masked_fill(~valid, ignore_index), ignore_index=ignore_index)
 
 
-def one_hot_targets(target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
+def one_hot_targets(target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_LABEL) -> torch.Tensor:
     """(B, H, W) labels -> (B, K, H, W) float one-hot; ignored / out-of-range pixels are all zero."""
     valid = (target >= 0) & (target < num_classes) & (target != ignore_index)
     oh = F.one_hot(target.masked_fill(~valid, 0).long(), num_classes).permute(0, 3, 1, 2).float()
@@ -123,7 +132,7 @@ def nel_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
     *,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_LABEL,
     focal_alpha: float = 0.25,
     focal_gamma: float = 2.0,
     focal_weight: float = 100.0,

@@ -10,6 +10,7 @@ the text embeddings.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,12 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ovcore.train.optim import NORM_TYPES, named_trainable_parameters
+from ovcore.train.config import OptimConfig
+from ovcore.train.optim import named_trainable_parameters, weight_decay_of
 
 from .config import CLIPZSSConfig, config_to_dict
 from .glm import GlobalLearningModule
-from .losses import bce_prototype_loss, ce_loss, classifier_logits, nel_loss
-from .pseudo_labels import PseudoLabeler, PseudoLabels
+from .losses import IGNORE_LABEL, bce_prototype_loss, ce_loss, classifier_logits, nel_loss
+from .pseudo_labels import PseudoLabeler, PseudoLabels, drop_absent_pseudo_ids
 from .segmenter import (
     INFERENCE_FORMAT,
     ZeroShotSegmenter,
@@ -34,7 +36,7 @@ from .students import Student, student_config_for_crop
 from .synthesizer import Synthesizer, label_centroids
 from .teacher import CLIPTeacher
 
-__all__ = ["CLIPZSS", "infer_pad_mask", "resolve_vocabulary", "seen_label_lut"]
+__all__ = ["CLIPZSS", "check_label_ids", "infer_pad_mask", "resolve_vocabulary", "seen_label_lut"]
 
 
 def resolve_vocabulary(cfg: CLIPZSSConfig) -> tuple[list[str], list[int]]:
@@ -60,14 +62,19 @@ def resolve_vocabulary(cfg: CLIPZSSConfig) -> tuple[list[str], list[int]]:
     return names, seen
 
 
-def seen_label_lut(seen_ids: Sequence[int], ignore_index: int = 255, size: int = 256) -> torch.Tensor:
+def seen_label_lut(seen_ids: Sequence[int], ignore_index: int = IGNORE_LABEL, size: int = 256) -> torch.Tensor:
     """ZegCLIP's label lookup table: dataset id ``seen_ids[i]`` -> ``i``, every other id -> ``ignore_index``.
 
     Args:
         seen_ids: Dataset ids of the seen classes (compact order).
-        ignore_index: Ignore label.
-        size: Table length (labels are < 256 for every zero-shot dataset).
+        ignore_index: Ignore value of the compact labels (-1: no compact id can reach it).
+        size: Table length (labels are < 256 for every zero-shot dataset; larger vocabularies need more).
+
+    Raises:
+        ValueError: a seen id outside the table, or ``ignore_index`` equal to a compact id.
     """
+    if 0 <= ignore_index < len(seen_ids):
+        raise ValueError(f"ignore_index {ignore_index} is also compact seen id {ignore_index}; use a negative value")
     lut = torch.full((size,), ignore_index, dtype=torch.long)
     for compact, dataset_id in enumerate(seen_ids):
         if not 0 <= dataset_id < size:
@@ -76,19 +83,21 @@ def seen_label_lut(seen_ids: Sequence[int], ignore_index: int = 255, size: int =
     return lut
 
 
-def compact_with_lut(label: torch.Tensor, lut: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
-    """Apply :func:`seen_label_lut`; ids outside the table become ``ignore_index``."""
+def compact_with_lut(label: torch.Tensor, lut: torch.Tensor, ignore_index: int = IGNORE_LABEL) -> torch.Tensor:
+    """Apply :func:`seen_label_lut`; ids outside the table become ``ignore_index``; the result is int64."""
+    # int64 first: on a uint8 map ``label < 256`` would compare against 256 cast to uint8 (0), i.e. never true.
+    label = label.long()
     inside = (label >= 0) & (label < lut.numel())
-    return torch.where(inside, lut[label.clamp(0, lut.numel() - 1).long()], lut.new_tensor(ignore_index))
+    return torch.where(inside, lut[label.clamp(0, lut.numel() - 1)], lut.new_tensor(ignore_index))
 
 
-def infer_pad_mask(images: torch.Tensor, label: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+def infer_pad_mask(images: torch.Tensor, label: torch.Tensor, ignore_index: int = IGNORE_LABEL) -> torch.Tensor:
     """Crop padding of mmseg's Pad (bottom/right, image 0, label ignore): trailing all-black, all-ignore rows/columns.
 
     Args:
         images: uint8 (B, 3, H, W).
         label: (B, H, W).
-        ignore_index: Label padding value.
+        ignore_index: Label padding value (the model passes its compact labels, ignore -1).
 
     Returns:
         (B, H, W) bool.
@@ -100,6 +109,49 @@ def infer_pad_mask(images: torch.Tensor, label: torch.Tensor, ignore_index: int 
     rows = rows.flip(1).long().cumprod(1).flip(1).bool()
     cols = cols.flip(1).long().cumprod(1).flip(1).bool()
     return rows[:, :, None] | cols[:, None, :]
+
+
+def check_label_ids(seen_ids: Sequence[int], dataset_ignore: int, label_ids: str) -> None:
+    """Reject a training label convention in which a seen class and the dataset's ignore value share an id.
+
+    Args:
+        seen_ids: Dataset ids of the seen classes.
+        dataset_ignore: ``cfg.loss.ignore_index``, the ignore value of the training labels.
+        label_ids: ``cfg.label_ids`` ("dataset" or "compact").
+
+    Raises:
+        ValueError: the ignore value is a seen dataset id, or (compact labels) one of ``0..Ns-1``.
+    """
+    if label_ids == "compact" and 0 <= dataset_ignore < len(seen_ids):
+        raise ValueError(
+            f"loss.ignore_index {dataset_ignore} is also compact seen id {dataset_ignore} ({len(seen_ids)} seen "
+            "classes): set loss.ignore_index to the labels' ignore value outside 0..Ns-1, or use label_ids='dataset'"
+        )
+    if label_ids == "dataset" and dataset_ignore in seen_ids:
+        raise ValueError(
+            f"loss.ignore_index {dataset_ignore} is also the dataset id of seen class "
+            f"{list(seen_ids).index(dataset_ignore)}: set loss.ignore_index to the dataset's ignore value "
+            "(ovcore.data.dataset_info(name).ignore_index) or remove that id from seen_classes"
+        )
+
+
+SCALAR_PARAMETERS = ("log_alpha", "bce_log_scale", "bce_bias")
+"""Learned logit scales of the losses: exempt from weight decay whatever the recipe (this project's choice)."""
+
+
+def _optim_config(base_lr: Any, weight_decay: float | None) -> OptimConfig:
+    """The OptimConfig of a ``param_groups`` call: the engine's, or mmseg's defaults around a bare rate."""
+    if base_lr is not None and not isinstance(base_lr, (int, float)):
+        cfg = base_lr
+        return cfg if weight_decay is None else dataclasses.replace(cfg, weight_decay=float(weight_decay))
+    lr = 6e-5 if base_lr is None else float(base_lr)
+    return OptimConfig(lr=lr, weight_decay=0.01 if weight_decay is None else float(weight_decay))
+
+
+def _group_name(part: str, wd: float, base_wd: float) -> str:
+    if wd == 0.0:
+        return f"{part}_no_decay"
+    return f"{part}_decay" if wd == base_wd else f"{part}_decay_{wd:g}"
 
 
 class CLIPZSS(nn.Module):
@@ -122,7 +174,8 @@ class CLIPZSS(nn.Module):
         self.student = Student(student_config_for_crop(cfg.student, cfg.crop_size), self.embed_dim)
         self.glm = GlobalLearningModule(cfg.glm)
         self.synthesizer = Synthesizer(self.embed_dim, cfg.synthesizer)
-        self.pseudo_labeler = PseudoLabeler(cfg.plm, cfg.loss.ignore_index)
+        check_label_ids(self.seen_ids, cfg.loss.ignore_index, cfg.label_ids)
+        self.pseudo_labeler = PseudoLabeler(cfg.plm)
         log_alpha = torch.tensor(math.log(cfg.loss.alpha_init))
         if cfg.loss.learnable_alpha:
             self.log_alpha = nn.Parameter(log_alpha)
@@ -135,7 +188,8 @@ class CLIPZSS(nn.Module):
         self.register_buffer("student_std", torch.tensor(self.student.std), persistent=False)
         self.register_buffer("teacher_mean", torch.tensor(teacher.mean), persistent=False)
         self.register_buffer("teacher_std", torch.tensor(teacher.std), persistent=False)
-        self.register_buffer("label_lut", seen_label_lut(self.seen_ids, cfg.loss.ignore_index), persistent=False)
+        lut = seen_label_lut(self.seen_ids, IGNORE_LABEL, max(256, len(self.class_names_all)))
+        self.register_buffer("label_lut", lut, persistent=False)
 
         self.templates = self._templates()
         self.register_buffer(
@@ -188,9 +242,9 @@ class CLIPZSS(nn.Module):
         Args:
             class_names: T names; the seen calibration applies to those among the training seen names.
         """
-        names = list(class_names)
-        if not names:
-            raise ValueError("empty vocabulary")
+        from ovcore.text import check_vocabulary
+
+        names = check_vocabulary(class_names)  # empty, blank or repeated names: ValueError naming them
         missing = [n for n in dict.fromkeys(names) if n not in self._text_cache]
         if missing:
             emb = self.teacher.encode_classes(missing, self.templates).cpu()
@@ -203,33 +257,46 @@ class CLIPZSS(nn.Module):
 
     # ------------------------------------------------------------------ inputs
 
-    def _inputs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Student input and teacher input (uint8, or float normalised with the student's mean/std)."""
+    def _inputs(self, images: torch.Tensor, pad: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Student input and teacher input (uint8, or float normalised with the student's mean/std).
+
+        Crop padding (``pad``, True where padded) is 0 in both after their own normalisation, as mmseg pads after
+        normalising: each network sees its own mean colour there, whatever colour the transform padded with.
+        """
         student_x = normalize_images(images, self.student_mean, self.student_std)
         if self.cfg.teacher.normalization == "student":
-            return student_x, student_x
-        unit = student_x * self.student_std.view(1, 3, 1, 1) + self.student_mean.view(1, 3, 1, 1)
-        teacher_x = (unit - self.teacher_mean.view(1, 3, 1, 1)) / self.teacher_std.view(1, 3, 1, 1)
-        return student_x, teacher_x
+            teacher_x = student_x
+        else:
+            unit = student_x * self.student_std.view(1, 3, 1, 1) + self.student_mean.view(1, 3, 1, 1)
+            teacher_x = (unit - self.teacher_mean.view(1, 3, 1, 1)) / self.teacher_std.view(1, 3, 1, 1)
+        if pad is None:
+            return student_x, teacher_x
+        keep = ~pad[:, None].to(device=student_x.device, dtype=torch.bool)
+        return student_x * keep, teacher_x * keep
 
     def _batch_inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Images and labels on the model's device, and the crop-padding mask (given, inferred or None)."""
+        """Images and compact labels on the model's device, and the crop-padding mask (given, inferred or None)."""
         dev = self.student_mean.device
-        images, label = batch["image"].to(dev), batch["label"].to(dev)
+        images, label = batch["image"].to(dev), self.compact_labels(batch["label"].to(dev))
         pad = batch.get("pad_mask")
         if pad is None and self.cfg.infer_pad_mask and images.dtype == torch.uint8:
-            pad = infer_pad_mask(images, label, self.cfg.loss.ignore_index)
+            # On the compact labels: an unseen pixel counts as ignore whether or not the remap was done upstream.
+            pad = infer_pad_mask(images, label, IGNORE_LABEL)
         return images, label, pad.to(dev).bool() if pad is not None else None
 
     def compact_labels(self, label: torch.Tensor) -> torch.Tensor:
-        """Dataset ids -> compact seen ids ``0..Ns-1``; everything else (unseen, ignore) -> ignore.
+        """Dataset ids -> int64 compact seen ids ``0..Ns-1``; everything else (unseen, ignore) -> -1.
 
-        With ``cfg.label_ids == "compact"`` the labels are compact already; out-of-range ids become ignore.
+        The only place that reads the dataset's ignore value (``cfg.loss.ignore_index``): from here on (PLM, fused
+        labels, losses, centroids) ignore is :data:`clipzss.losses.IGNORE_LABEL`, which no class id can reach.
+        With ``cfg.label_ids == "compact"`` the labels are compact already; the ignore value and out-of-range ids
+        become -1.
         """
-        ignore = self.cfg.loss.ignore_index
         if self.cfg.label_ids == "compact":
-            return torch.where((label >= 0) & (label < self.num_seen), label.long(), label.new_tensor(ignore).long())
-        return compact_with_lut(label, self.label_lut, ignore)
+            label = label.long()
+            seen = (label >= 0) & (label < self.num_seen) & (label != self.cfg.loss.ignore_index)
+            return label.masked_fill(~seen, IGNORE_LABEL)
+        return compact_with_lut(label, self.label_lut, IGNORE_LABEL)
 
     # ------------------------------------------------------------------ training
 
@@ -237,8 +304,9 @@ class CLIPZSS(nn.Module):
         """Training losses (Eq. 8).
 
         Args:
-            batch: ``{"image": uint8 or normalised float (B, 3, H, W), "label": int64 (B, H, W) in dataset ids with
-                unseen already ignore, optional "pad_mask": bool (B, H, W)}``.
+            batch: ``{"image": uint8 or normalised float (B, 3, H, W), "label": integer (B, H, W) in dataset ids
+                (unseen ids are ignored whether or not they were remapped upstream), optional "pad_mask": bool
+                (B, H, W)}``.
 
         Returns:
             ``{"loss_global", "loss_nel", "loss_ce", "loss_bce"}``, each already multiplied by its weight.
@@ -247,12 +315,11 @@ class CLIPZSS(nn.Module):
         images, label = batch["image"], batch["label"]
         if label.ndim != 3 or label.shape[0] != images.shape[0] or label.shape[-2:] != images.shape[-2:]:
             raise ValueError(f"label {tuple(label.shape)} does not match images {tuple(images.shape)}")
-        images, label, pad = self._batch_inputs(batch)
+        images, compact, pad = self._batch_inputs(batch)
 
-        student_x, teacher_x = self._inputs(images)
+        student_x, teacher_x = self._inputs(images, pad)
         cls, dense = self.teacher(teacher_x)
         feats = self.student(student_x)
-        compact = self.compact_labels(label)
         pl = self.pseudo_labeler(dense, compact, self.num_seen, pad)
 
         # Synthesizer keys/values: unit CLS tokens (the bank stores unit tokens too, so both share one scale); read
@@ -263,18 +330,20 @@ class CLIPZSS(nn.Module):
             if bank is not None:
                 memory = torch.cat([memory, bank.to(memory.dtype)], 0)
         loss_global = self.glm(feats, cls)
-        target = pl.fused
+        target, num_pseudo = pl.fused, pl.num_pseudo
         if lcfg.loss_resolution == "feature":
             target = F.interpolate(target[:, None].float(), size=feats.shape[-2:], mode="nearest")[:, 0].long()
-        num_labels = self.num_seen + pl.num_pseudo
-        cents, present = label_centroids(feats, target, num_labels, lcfg.ignore_index)
+            # A small pseudo class can vanish in the down-sampling: it drops out (no prototype, no channel).
+            target, num_pseudo = drop_absent_pseudo_ids(target, self.num_seen)
+        num_labels = self.num_seen + num_pseudo
+        cents, present = label_centroids(feats, target, num_labels, IGNORE_LABEL)
         ids = present.nonzero()[:, 0]
         protos = self.synthesizer(cents[ids], memory)
         is_seen = ids < self.num_seen
         seen_protos, seen_ids = protos[is_seen], ids[is_seen]
-        # Every pseudo id 0..K-1 owns pixels by construction, so the pseudo rows come in id order.
+        # Every pseudo id 0..K-1 owns pixels at the loss resolution, so the pseudo rows come in id order.
         pseudo_protos = protos[~is_seen]
-        if pseudo_protos.shape[0] != pl.num_pseudo:
+        if pseudo_protos.shape[0] != num_pseudo:
             raise RuntimeError("internal: a pseudo class has no pixel at the loss resolution")
 
         logits = classifier_logits(
@@ -282,11 +351,11 @@ class CLIPZSS(nn.Module):
         )
         if lcfg.loss_resolution == "label":
             logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
-        loss_ce = ce_loss(logits, target, lcfg.ignore_index)
+        loss_ce = ce_loss(logits, target, IGNORE_LABEL)
         loss_nel = nel_loss(
             logits,
             target,
-            ignore_index=lcfg.ignore_index,
+            ignore_index=IGNORE_LABEL,
             focal_alpha=lcfg.nel_focal_alpha,
             focal_gamma=lcfg.nel_focal_gamma,
             focal_weight=lcfg.nel_focal_weight,
@@ -323,10 +392,10 @@ class CLIPZSS(nn.Module):
     @torch.no_grad()
     def pseudo_labels(self, batch: dict[str, Any]) -> PseudoLabels:
         """The PLM output for a batch (for inspection / visualisation): the same pseudo labels as ``forward``."""
-        images, label, pad = self._batch_inputs(batch)
-        _, teacher_x = self._inputs(images)
+        images, compact, pad = self._batch_inputs(batch)
+        _, teacher_x = self._inputs(images, pad)
         _, dense = self.teacher(teacher_x)
-        return self.pseudo_labeler(dense, self.compact_labels(label), self.num_seen, pad)
+        return self.pseudo_labeler(dense, compact, self.num_seen, pad)
 
     # ------------------------------------------------------------------ inference
 
@@ -363,14 +432,17 @@ class CLIPZSS(nn.Module):
         backbone_lr_mult: float | None = None,
         head_lr_mult: float | None = None,
     ) -> list[dict[str, Any]]:
-        """AdamW parameter groups: backbone / head (+ training-only modules) x decay / no decay.
+        """AdamW parameter groups: backbone / head (+ training-only modules) x weight decay.
 
-        No weight decay for normalisation layers, other 1-D parameters (biases, alpha, BCE scale/bias) and
-        positional embeddings / relative-position tables (``cfg.no_decay_names``), as mmseg's Swin/SegFormer recipes.
+        Weight decay follows the shared rule ``ovcore.train.weight_decay_of`` with the OptimConfig's options: with
+        the defaults (``decay_1d=True``, ``weight_decay_norm=0``) that is mmseg's Swin recipe, i.e. no decay for
+        normalisation layers and the position tables of ``cfg.no_decay_names`` only, while biases decay
+        (``--optim.no-decay-1d`` exempts every 1-D parameter instead). The learned scalars of the losses
+        (alpha, the BCE scale and bias) never decay: they are logit scales, not weights (this project's choice).
 
         Args:
             base_lr: Base learning rate, or an ``ovcore.train.OptimConfig`` (the engine's call ``param_groups(cfg)``,
-                whose ``lr`` and ``weight_decay`` are used).
+                whose ``lr``, ``weight_decay``, ``weight_decay_norm``, ``decay_1d`` and ``no_decay_names`` are used).
             weight_decay: Weight decay (default: the OptimConfig's, else 0.01).
             backbone_lr_mult: Backbone multiplier (default ``cfg.backbone_lr_mult``).
             head_lr_mult: Head multiplier (default ``cfg.head_lr_mult``).
@@ -378,33 +450,27 @@ class CLIPZSS(nn.Module):
         Returns:
             Groups with ``params``, ``lr``, ``lr_mult``, ``weight_decay`` and ``name``.
         """
-        if base_lr is not None and not isinstance(base_lr, (int, float)):
-            optim_cfg = base_lr
-            base_lr = float(optim_cfg.lr)
-            weight_decay = float(optim_cfg.weight_decay) if weight_decay is None else weight_decay
-        base_lr = 6e-5 if base_lr is None else float(base_lr)
-        weight_decay = 0.01 if weight_decay is None else float(weight_decay)
+        optim_cfg = _optim_config(base_lr, weight_decay)
         mults = {
             "backbone": self.cfg.backbone_lr_mult if backbone_lr_mult is None else backbone_lr_mult,
             "head": self.cfg.head_lr_mult if head_lr_mult is None else head_lr_mult,
         }
-        buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
+        extra = (*self.cfg.no_decay_names, *SCALAR_PARAMETERS)
+        buckets: dict[tuple[str, float], list[nn.Parameter]] = {}
         for name, param, module in named_trainable_parameters(self):
             part = "backbone" if name.startswith("student.backbone.") else "head"
-            no_decay = (
-                isinstance(module, NORM_TYPES) or param.ndim <= 1 or any(key in name for key in self.cfg.no_decay_names)
-            )
-            buckets.setdefault((part, no_decay), []).append(param)
+            wd = weight_decay_of(name, param, module, optim_cfg, extra)
+            buckets.setdefault((part, wd), []).append(param)
         groups = []
-        for (part, no_decay), params in sorted(buckets.items()):
+        for (part, wd), params in sorted(buckets.items()):
             mult = float(mults[part])
             groups.append(
                 {
-                    "name": f"{part}_{'no_decay' if no_decay else 'decay'}",
+                    "name": _group_name(part, wd, optim_cfg.weight_decay),
                     "params": params,
-                    "lr": base_lr * mult,
+                    "lr": optim_cfg.lr * mult,
                     "lr_mult": mult,
-                    "weight_decay": 0.0 if no_decay else weight_decay,
+                    "weight_decay": wd,
                 }
             )
         return groups

@@ -29,7 +29,7 @@ def _demo_names() -> list[str]:
 
 
 def _paper(student: StudentConfig, **kwargs: object) -> CLIPZSSConfig:
-    # spec §2.4: AdamW lr 6e-5, wd 0.01, warm-up 1500, poly 1.0 (the engine's schedule); batch 16 at 512x512.
+    # Paper Sec. 4.2: 512x512 crops; the optimiser and schedule are clipzss-train's --recipe (README "Training recipe").
     return CLIPZSSConfig(student=student, teacher=TeacherConfig(), crop_size=512, **kwargs)  # type: ignore[arg-type]
 
 

@@ -2,14 +2,17 @@
 
 Pipeline for a batch (no gradients; everything comes from the frozen CLIP tokens):
 
-1. :func:`unannotated_mask`: pixels whose training label is ignore after the unseen->ignore remap, minus crop
+1. :func:`unannotated_mask`: pixels whose training label is not a seen class (unseen->ignore remap), minus crop
    padding; :func:`token_mask` brings it to the CLIP token grid.
 2. :func:`clipzss.kmeans.multiscale_seeds` + :func:`clipzss.kmeans.kmeans`: one seeded K-means per image over its
    unannotated tokens.
 3. :func:`fuse_clusters`: the NMS-like mask fusion on the centroid cosine similarities (threshold lambda, each
    seed used once).
 4. :func:`fuse_labels`: seen labels (compact ids ``0..Ns-1``) plus anonymous pseudo classes ``Ns + j`` written
-   into the unannotated pixels; pseudo ids are unique across the batch.
+   into the unannotated pixels; pseudo ids are unique across the batch. Everything else is
+   :data:`clipzss.losses.IGNORE_LABEL` (-1): a negative ignore value, because ``Ns + K`` passes 255 on large
+   vocabularies (COCO-Stuff: 156 seen + 100 pseudo classes in a batch of 16) and would then collide with a
+   255 ignore value.
 """
 
 from __future__ import annotations
@@ -22,26 +25,29 @@ import torch.nn.functional as F
 
 from .config import PLMConfig
 from .kmeans import kmeans, multiscale_seeds
+from .losses import IGNORE_LABEL
 
 __all__ = [
     "PseudoLabeler",
     "PseudoLabels",
+    "drop_absent_pseudo_ids",
     "fuse_clusters",
     "fuse_labels",
+    "seen_or_ignore",
     "token_mask",
     "unannotated_mask",
 ]
 
 
 def unannotated_mask(
-    label: torch.Tensor, pad_mask: torch.Tensor | None = None, ignore_index: int = 255
+    label: torch.Tensor, pad_mask: torch.Tensor | None = None, ignore_index: int = IGNORE_LABEL
 ) -> torch.Tensor:
     """Pixels the PLM may pseudo-label: ignore after the unseen->ignore remap, excluding crop padding.
 
     Args:
         label: (B, H, W) int labels.
         pad_mask: (B, H, W) bool, True on crop padding; None = no padding.
-        ignore_index: Ignore label.
+        ignore_index: Ignore label of ``label``.
 
     Returns:
         (B, H, W) bool.
@@ -137,16 +143,16 @@ def fuse_labels(
     token_labels: torch.Tensor,
     unannotated: torch.Tensor,
     num_seen: int,
-    ignore_index: int = 255,
 ) -> tuple[torch.Tensor, int]:
     """Fused label map F: seen labels plus pseudo classes ``num_seen + j`` on unannotated pixels.
 
+    Every other pixel is :data:`IGNORE_LABEL` (-1), which no class id can reach (``num_seen + K`` may exceed 255).
+
     Args:
-        label: (B, H, W) compact labels (seen ids ``0..num_seen-1``, else ``ignore_index``).
+        label: (B, H, W) compact labels (seen ids ``0..num_seen-1``; any other value is not a seen class).
         token_labels: (B, h, w) int64 batch-unique pseudo ids ``0..K-1`` per token, -1 for none.
         unannotated: (B, H, W) bool pixels that may receive a pseudo label.
         num_seen: Ns.
-        ignore_index: Ignore label.
 
     Returns:
         ``(F (B, H, W) int64, K)`` with pseudo ids renumbered to ``0..K-1`` over the classes that kept pixels.
@@ -154,8 +160,7 @@ def fuse_labels(
     h, w = label.shape[-2:]
     up = F.interpolate(token_labels[:, None].float(), size=(h, w), mode="nearest")[:, 0].long()
     pseudo = unannotated & (up >= 0)
-    fused = label.clone().long()
-    fused[(fused < 0) | (fused >= num_seen)] = ignore_index
+    fused = seen_or_ignore(label, num_seen)
     if not bool(pseudo.any()):
         return fused, 0
     ids, inv = torch.unique(up[pseudo], return_inverse=True)
@@ -163,12 +168,41 @@ def fuse_labels(
     return fused, int(ids.numel())
 
 
+def seen_or_ignore(label: torch.Tensor, num_seen: int) -> torch.Tensor:
+    """int64 copy of ``label``; every value outside the seen ids ``0..num_seen-1`` becomes :data:`IGNORE_LABEL`."""
+    label = label.long()
+    return label.masked_fill((label < 0) | (label >= num_seen), IGNORE_LABEL)
+
+
+def drop_absent_pseudo_ids(target: torch.Tensor, num_seen: int) -> tuple[torch.Tensor, int]:
+    """Renumber the pseudo ids that still own a pixel of ``target`` to ``num_seen..num_seen+K'-1`` (order kept).
+
+    Down-sampling F to the feature grid (``loss.loss_resolution="feature"``, nearest) can miss a small pseudo
+    class entirely; such a class then has no centroid, no prototype and no logit channel, so it contributes nothing
+    to the losses, as if its pixels had been ignore.
+
+    Args:
+        target: (B, H, W) fused labels (seen ``0..Ns-1``, pseudo ``>= Ns``, ignore negative).
+        num_seen: Ns.
+
+    Returns:
+        ``(target, K')``: a new tensor, and the number of pseudo classes left.
+    """
+    pseudo = target >= num_seen
+    if not bool(pseudo.any()):
+        return target.clone(), 0
+    ids, inv = torch.unique(target[pseudo], return_inverse=True)
+    out = target.clone()
+    out[pseudo] = num_seen + inv
+    return out, int(ids.numel())
+
+
 @dataclass
 class PseudoLabels:
     """Output of :class:`PseudoLabeler`.
 
     Attributes:
-        fused: (B, H, W) int64 fused labels (seen ``0..Ns-1``, pseudo ``Ns..Ns+K-1``, ignore 255).
+        fused: (B, H, W) int64 fused labels (seen ``0..Ns-1``, pseudo ``Ns..Ns+K-1``, ignore -1).
         num_pseudo: K.
         token_labels: (B, h, w) pseudo id per token (-1 none), before the pixel-level renumbering.
         unannotated_tokens: (B, h, w) bool.
@@ -189,12 +223,10 @@ class PseudoLabeler:
 
     Args:
         cfg: PLM options.
-        ignore_index: Ignore label.
     """
 
-    def __init__(self, cfg: PLMConfig | None = None, ignore_index: int = 255) -> None:
+    def __init__(self, cfg: PLMConfig | None = None) -> None:
         self.cfg = cfg or PLMConfig()
-        self.ignore_index = ignore_index
 
     @torch.no_grad()
     def __call__(
@@ -204,7 +236,7 @@ class PseudoLabeler:
 
         Args:
             dense: (B, D, h, w) CLIP dense tokens (projected; normalised here).
-            label: (B, H, W) compact labels (seen ``0..Ns-1``, ignore 255).
+            label: (B, H, W) compact labels: seen ``0..Ns-1``; any other value (-1, 255) is unannotated.
             num_seen: Ns.
             pad_mask: (B, H, W) bool crop padding, or None.
 
@@ -213,7 +245,8 @@ class PseudoLabeler:
         """
         cfg = self.cfg
         b, d, h, w = dense.shape
-        pixel_free = unannotated_mask(label, pad_mask, self.ignore_index)
+        label = seen_or_ignore(label, num_seen)
+        pixel_free = unannotated_mask(label, pad_mask, IGNORE_LABEL)
         tok_free = token_mask(pixel_free, (h, w), cfg.token_rule)
         tokens = F.normalize(dense.float(), dim=1)
         seeds, seed_keep = multiscale_seeds(
@@ -248,7 +281,7 @@ class PseudoLabeler:
             token_labels[i, ok] = lut[a[ok]]
             offset += int(groups.max()) + 1
         token_labels = token_labels.reshape(b, h, w).to(label.device)
-        fused, k = fuse_labels(label, token_labels, pixel_free, num_seen, self.ignore_index)
+        fused, k = fuse_labels(label, token_labels, pixel_free, num_seen)
         return PseudoLabels(
             fused=fused,
             num_pseudo=k,

@@ -162,9 +162,9 @@ class ZeroShotSegmenter(nn.Module):
             class_names: T names.
             embeddings: Optional (T, C) embeddings to use directly.
         """
-        names = list(class_names)
-        if not names:
-            raise ValueError("empty vocabulary")
+        from ovcore.text import check_vocabulary
+
+        names = check_vocabulary(class_names)  # empty, blank or repeated names: ValueError naming them
         if embeddings is not None:
             self.add_embeddings(names, embeddings)
         missing = [n for n in dict.fromkeys(names) if n not in self._table]
@@ -257,9 +257,14 @@ class ZeroShotSegmenter(nn.Module):
             source: The payload or its path.
             map_location: Device of the returned model.
         """
-        payload = source if isinstance(source, dict) else torch.load(source, map_location="cpu", weights_only=True)
-        if payload.get("format") != INFERENCE_FORMAT:
-            raise ValueError(f"not a CLIP-ZSS inference checkpoint (format {payload.get('format')!r})")
+        payload = source if isinstance(source, dict) else _read_inference_file(source)
+        where = "the payload" if isinstance(source, dict) else str(source)
+        fmt = payload.get("format") if isinstance(payload, dict) else None
+        if fmt != INFERENCE_FORMAT:
+            raise ValueError(
+                f"{where} is not a CLIP-ZSS inference checkpoint (format {fmt!r}); give the clipzss_inference.pt "
+                "that clipzss-train writes next to its training checkpoints (or export_inference_state_dict())"
+            )
         cfg = config_from_dict(payload["config"])
         model = cls(
             cfg,
@@ -272,6 +277,19 @@ class ZeroShotSegmenter(nn.Module):
         model.add_embeddings(payload["class_names"], payload["text_embeddings"])
         model.set_vocabulary(payload["class_names"])
         return model.to(map_location).eval()
+
+
+def _read_inference_file(path: str | os.PathLike) -> Any:
+    """Read an inference checkpoint with the safe loader (``ovcore.safe_load``, through ``load_checkpoint``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a refused, truncated, corrupted or foreign file, explained in one sentence that names it (never
+            torch's advice to load it unsafely).
+    """
+    from ovcore.train.checkpoint import load_checkpoint
+
+    return load_checkpoint(path)
 
 
 def slide_stride(crop: int) -> int:

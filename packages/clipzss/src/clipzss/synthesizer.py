@@ -11,12 +11,13 @@ import torch
 from torch import nn
 
 from .config import SynthesizerConfig
+from .losses import IGNORE_LABEL
 
 __all__ = ["Synthesizer", "label_centroids"]
 
 
 def label_centroids(
-    features: torch.Tensor, labels: torch.Tensor, num_labels: int, ignore_index: int = 255
+    features: torch.Tensor, labels: torch.Tensor, num_labels: int, ignore_index: int = IGNORE_LABEL
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 5: mean student feature of every label over (B, H, W), at the label resolution.
 
@@ -25,7 +26,8 @@ def label_centroids(
 
     Args:
         features: (B, C, h, w) student features R.
-        labels: (B, H, W) int labels in ``0..num_labels-1`` or ``ignore_index``.
+        labels: (B, H, W) int labels in ``0..num_labels-1`` or ``ignore_index`` (fused labels: -1); other values
+            are ignored too.
         num_labels: L.
         ignore_index: Ignored label.
 

@@ -1,8 +1,8 @@
 """ovcore: shared primitives for open-vocabulary and zero-shot semantic segmentation.
 
 Submodules are imported lazily (``ovcore.clip``, ``ovcore.text``, ``ovcore.costmap``, ``ovcore.attention``,
-``ovcore.metrics``, ``ovcore.data``, ``ovcore.evaluate``, ``ovcore.train``) so that ``import ovcore`` stays cheap
-for the command line and for methods that need only one part.
+``ovcore.metrics``, ``ovcore.data``, ``ovcore.evaluate``, ``ovcore.train``, ``ovcore.safe_load``) so that
+``import ovcore`` stays cheap for the command line and for methods that need only one part.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ _SUBMODULES = (
     "evaluate",
     "benchmarks",
     "train",
+    "safe_load",
 )
 
 __all__ = ["__version__", *_SUBMODULES]

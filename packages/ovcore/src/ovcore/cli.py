@@ -38,6 +38,11 @@ class _PrepareBase:
     """Worker processes (0: convert in this process)."""
 
     def _kwargs(self) -> dict[str, Any]:
+        from ovcore.command import check_min, check_output_dir
+
+        check_min("--workers", self.workers, 0)
+        if self.root is not None and Path(self.root).is_dir():  # a missing root is reported by the preparer
+            check_output_dir(self.root, "--root")
         return {"root": self.root, "overwrite": self.overwrite, "workers": self.workers}
 
     def _finish(self, report: Any) -> None:
@@ -111,12 +116,17 @@ class PrepareVOC(_PrepareBase):
     """PASCAL VOC 2012: SegmentationClass(Aug) -> annotations_detectron2{,_bg}/<split> (PAS-20, PAS-20b, voc_zs)."""
 
     splits: tuple[Split2, ...] = ("val",)
-    """Splits to convert (train = train.txt + aug.txt, for zero-shot training)."""
+    """Splits to convert (train: the training set of --train-set, for zero-shot training)."""
+
+    train_set: Literal["aug", "train"] = "aug"
+    """Training set of --splits train: 'aug' = train.txt + aug.txt, the 10,582 images every zero-shot paper trains
+    on (needs SegmentationClassAug/ and ImageSets/Segmentation/aug.txt; an error without them); 'train' = only the
+    1,464 images of train.txt (not the papers' training set)."""
 
     def run(self) -> None:
         from ovcore.data.prepare import prepare_voc
 
-        self._finish(prepare_voc(splits=self.splits, **self._kwargs()))
+        self._finish(prepare_voc(splits=self.splits, train_set=self.train_set, **self._kwargs()))
 
 
 PrepareCommand = (
@@ -152,8 +162,13 @@ class DemoData:
     """Replace an existing demo dataset."""
 
     def run(self) -> None:
-        from ovcore.data import write_demo_dataset
+        from ovcore.command import check_min, check_output_dir
+        from ovcore.data import default_root, write_demo_dataset
 
+        check_min("--num-train", self.num_train, 1)
+        check_min("--num-val", self.num_val, 1)
+        check_min("--size", self.size, 16)
+        check_output_dir(self.root if self.root is not None else default_root(), "--root")
         out = write_demo_dataset(  # creates the root and the demo folder as needed
             self.root,
             num_train=self.num_train,
@@ -199,14 +214,20 @@ COMMANDS: dict[str, Any] = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the ``ovcore`` console script."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = list(sys.argv[1:] if argv is None else argv)
+def _run(args: list[str]) -> None:
     result = tyro.extras.subcommand_cli_from_dict(COMMANDS, prog="ovcore", args=args)
     if result is not None and hasattr(result, "run"):
         result.run()
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ovcore`` console script; errors follow :mod:`ovcore.command` (one line, exit 2)."""
+    from ovcore.command import run_command
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = list(sys.argv[1:] if argv is None else argv)
+    return run_command("ovcore", lambda: _run(args))
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

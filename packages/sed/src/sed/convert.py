@@ -2,11 +2,12 @@
 
 Official layout (spec §10): ``checkpoint["model"]`` holds ``sem_seg_head.predictor.clip_model.*`` (the whole
 open_clip CLIP, text tower included) and ``sem_seg_head.predictor.transformer.*`` (the decoder). This package keeps
-the official module names below those prefixes, so conversion is a prefix swap followed by a strict check of every
-key and shape against the target preset::
+the official module names below those prefixes, except for the named sub-layers of the decoder's blocks
+(`sed.layers.OFFICIAL_SUBLAYER_NAMES`, e.g. ``conv.double_conv.0`` -> ``conv.conv1``), so conversion is a prefix swap
+plus those renames, followed by a strict check of every key and shape against the target preset::
 
     sem_seg_head.predictor.clip_model.<k>   ->  encoder.clip.<k>
-    sem_seg_head.predictor.transformer.<k>  ->  decoder.<k>
+    sem_seg_head.predictor.transformer.<k>  ->  decoder.<k>   (then sed.layers.rename_official_key)
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import pickle
 import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from ovcore.command import run_command
+from sed.layers import rename_official_key
 
 __all__ = [
     "OFFICIAL_PREFIXES",
@@ -43,38 +47,18 @@ _STEM_KEY = "sem_seg_head.predictor.clip_model.visual.trunk.stem.0.weight"
 _STEM_WIDTH = {128: "b", 192: "l"}
 
 
-def _numpy_globals(names: list[str]) -> list[Any]:
-    """numpy's array-pickling helpers (and only numpy's): the named globals plus the dtype classes.
-
-    Raises:
-        ValueError: a named global outside numpy.
-    """
-    import importlib
-
-    import numpy as np
-
-    out: list[Any] = [np.ndarray, np.dtype]
-    out += [type(np.dtype(t)) for t in ("?", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8")]
-    for full in names:
-        module, _, attr = full.rpartition(".")
-        if not (module == "numpy" or module.startswith("numpy.")):
-            raise ValueError(f"not a numpy global: {full}")
-        out.append(getattr(importlib.import_module(module), attr))
-    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
-    out += [core.multiarray._reconstruct, core.multiarray.scalar]
-    return out
-
-
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint safely: ``torch.load(weights_only=True)`` or safetensors.
+    """Read a checkpoint without running code from it (``ovcore.safe_load``), or a safetensors file.
 
-    detectron2 checkpoints may hold numpy arrays (e.g. converted weights); the numpy globals needed to rebuild
-    them, and only those, are allow-listed on a second attempt.
+    ``torch.save`` files (the official detectron2 ``model_final.pth``, files saved from this package) and
+    detectron2-style ``.pkl`` pickles may hold tensors, builtin containers and numpy arrays; anything else is refused.
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: the pickle needs globals other than numpy's (refused: that would execute arbitrary code).
+        ValueError: the file names any other Python object (reading it could run code); the message names the file.
     """
+    from ovcore.safe_load import load_pickle_file, load_torch_file
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {str(path)!r}")
@@ -82,28 +66,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         from safetensors.torch import load_file
 
         return dict(load_file(str(path)))
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as first_error:
-        try:
-            needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-        except Exception as err:  # e.g. a legacy (non-zip) pickle, which cannot be inspected safely
-            raise ValueError(
-                f"{str(path)!r} cannot be read with weights_only=True and is not a torch.save archive whose pickle "
-                f"globals can be checked against the allowlist: {first_error}"
-            ) from err
-        try:
-            allowed = _numpy_globals(needed)
-        except (ValueError, ImportError, AttributeError) as err:
-            raise ValueError(
-                f"{str(path)!r} needs pickle globals outside the safe allowlist ({needed}); refusing to unpickle it. "
-                "Re-save it as a plain tensor state dict in a trusted environment."
-            ) from err
-        with torch.serialization.safe_globals(allowed):
-            try:
-                return torch.load(path, map_location="cpu", weights_only=True)
-            except pickle.UnpicklingError as err:
-                raise ValueError(f"could not read {str(path)!r} safely: {err}") from first_error
+    if path.suffix == ".pkl" and not zipfile.is_zipfile(path):
+        return load_pickle_file(path, what="SED checkpoint")  # detectron2's own pickle format
+    return load_torch_file(path, what="SED checkpoint")
 
 
 def _to_tensor(key: str, value: Any) -> torch.Tensor | None:
@@ -170,7 +135,7 @@ def infer_variant(state: Mapping[str, Any]) -> str:
 def _rename(key: str) -> str | None:
     for old, new in OFFICIAL_PREFIXES.items():
         if key.startswith(old):
-            return new + key[len(old) :]
+            return rename_official_key(new + key[len(old) :])
     return None
 
 
@@ -231,21 +196,24 @@ def load_sed_checkpoint(model: nn.Module, checkpoint: str | os.PathLike | Mappin
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if any(k.startswith(tuple(OFFICIAL_PREFIXES)) for k in state):
         state = {_rename(k) or k: v for k, v in state.items()}
+    # Checkpoints saved by this package before its blocks had named sub-layers use the official names too.
+    state = {rename_official_key(k): v for k, v in state.items()}
     _check(state, shapes, "checkpoint")
     model.load_state_dict(state, strict=True)
 
 
 def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike, preset: str | None = None) -> Path:
     """Write a converted state dict as ``.safetensors`` or a ``.pth`` holding ``{"model": state, "preset": ...}``."""
+    from ovcore.files import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
 
-        save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata={"preset": preset or ""})
-    else:
-        torch.save({"model": dict(state), "preset": preset}, path)
-    return path
+        tensors = {k: v.contiguous() for k, v in state.items()}
+        # Atomic: a full disk or a kill mid-write leaves no torn file that a later load would trust.
+        return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"preset": preset or ""}))
+    return atomic_write(path, lambda tmp: torch.save({"model": dict(state), "preset": preset}, tmp))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,14 +225,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output", help="output file: .safetensors or .pth")
     parser.add_argument("--variant", default=None, help="'b', 'l' or a preset name (default: inferred)")
     args = parser.parse_args(argv)
-    raw = _model_dict(read_checkpoint(args.input))
-    variant = args.variant or infer_variant(raw)
+    return run_command("sed-convert", lambda: _convert(args.input, args.output, args.variant))
+
+
+def _convert(source: str, target: str, variant: str | None) -> None:
+    """Body of ``sed-convert``: check both paths, convert, write atomically."""
+    from ovcore.command import UsageError, check_output_dir, require_file
+    from ovcore.train.checkpoint import UNREADABLE_ERRORS, unreadable_file_error
+
+    require_file(source, "INPUT")
+    output = Path(target).expanduser()
+    if output.suffix not in (".safetensors", ".pth", ".pt"):
+        raise UsageError(f"OUTPUT {output}: unknown file type {output.suffix!r}; name it *.safetensors or *.pth")
+    if output.is_dir():
+        raise UsageError(f"OUTPUT {output} is a folder; give a file name ending in .safetensors or .pth")
+    check_output_dir(output.parent, "OUTPUT's folder")
+    try:
+        raw = _model_dict(read_checkpoint(source))
+    except UNREADABLE_ERRORS as err:
+        raise UsageError(f"INPUT {unreadable_file_error(source, err)}; give the released SED .pth") from err
+    variant = variant or infer_variant(raw)
     state = convert_official_checkpoint(raw, variant)
     preset = VARIANTS.get(variant.lower(), variant)
-    out = save_state_dict(state, args.output, preset)
+    out = save_state_dict(state, output, preset)
     print(f"converted {len(state)} tensors ({preset}) -> {out}")  # noqa: T201 - CLI output
     print(f"load with: sed.create_sed({preset!r}, checkpoint={str(out)!r})")  # noqa: T201
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

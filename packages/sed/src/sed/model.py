@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ovcore.costmap import cost_map
-from ovcore.text import get_templates
+from ovcore.text import check_vocabulary, get_templates
 from ovcore.train.optim import NORM_TYPES, named_trainable_parameters
 from sed.config import SEDConfig
 from sed.decoder import Aggregator
@@ -94,9 +94,7 @@ class SED(nn.Module):
         Returns:
             the (T, P, Dt) embeddings now in `text_embeddings`.
         """
-        names = [str(n) for n in class_names]
-        if not names:
-            raise ValueError("the vocabulary needs at least one class name")
+        names = check_vocabulary([str(n) for n in class_names])  # empty, blank or repeated names: ValueError
         temps = self.resolve_templates(templates)
         key = (tuple(names), tuple(temps))
         emb = self._vocab_memory.get(key)
@@ -122,6 +120,7 @@ class SED(nn.Module):
         )
         if len(names) != embeddings.shape[0]:
             raise ValueError(f"{len(names)} class names for {embeddings.shape[0]} embeddings")
+        check_vocabulary(names)
         self._set_embeddings(embeddings, names)
         self._vocab_from_text = False
 
@@ -248,7 +247,7 @@ class SED(nn.Module):
         if k is not None:
             probs, stats = self.decoder.forward_cer(cost, skips, k)
         else:
-            probs = self.decoder(cost, skips, with_aux=False)[0].sigmoid_()
+            probs = self.decoder.infer(cost, skips)[0].sigmoid_()
             stats = {"kept": [[t, t, t] for _ in range(cost.shape[0])]}
         stats["num_classes"] = t
         # Probabilities (not logits) are resized back to the input size, as detectron2's sem_seg_postprocess.
@@ -273,7 +272,7 @@ class SED(nn.Module):
         for name, param, module in named_trainable_parameters(self):
             is_clip = name.startswith("encoder.")
             # detectron2's WEIGHT_DECAY_NORM applies to instances of the torch norm classes, not to hand-written
-            # norms such as the decoder ConvNeXt block's LayerNorm (spec §8).
+            # norms such as the decoder ConvNeXt block's LayerNorm (package README, "Training").
             is_norm = isinstance(module, NORM_TYPES)
             key = ("clip" if is_clip else "decoder") + ("_norm" if is_norm else "")
             mult = self.cfg.clip_lr_multiplier if is_clip else 1.0
@@ -287,7 +286,7 @@ class SED(nn.Module):
         clip_multiplier: float | None = None,
         weight_decay_norm: float | None = None,
     ) -> list[dict[str, Any]]:
-        """AdamW parameter groups of the official recipe (spec §8).
+        """AdamW parameter groups of the official recipe (SED paper, Sec. 4.2; package README, "Training").
 
         CLIP image-tower parameters get ``lr x clip_multiplier`` (0.01), parameters of torch norm layers get
         ``weight_decay_norm`` (0), everything else ``weight_decay`` (1e-4), including the decoder ConvNeXt blocks'

@@ -1,15 +1,15 @@
-"""Plumbing shared by ``clipzss-train`` and ``clipzss-eval``: error reporting, logging, transforms, tables."""
+"""Plumbing shared by ``clipzss-train`` and ``clipzss-eval``: logging, transforms, tables (errors: ovcore.command)."""
 
 from __future__ import annotations
 
 import logging
 import math
 import os
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ovcore.command import UsageError
 from ovcore.files import json_safe
 
 __all__ = [
@@ -17,28 +17,9 @@ __all__ = [
     "check_data_root",
     "format_table",
     "json_safe",
-    "run_main",
     "setup_logging",
     "test_transform",
 ]
-
-
-class UsageError(ValueError):
-    """Bad user input, reported as ``<prog>: error: <message>`` with exit status 2 (like argparse)."""
-
-
-def run_main(prog: str, body: Callable[[], Any]) -> Any:
-    """Run an entry point, turning user errors into one line on stderr and exit status 2.
-
-    ``ValueError`` (bad input: unknown names, bad values) and ``FileNotFoundError`` (missing files or dataset
-    folders) are user errors. Everything else (``RuntimeError`` for environment limits included, which the entry
-    points re-raise as :class:`UsageError` where the user can act on them) keeps its traceback.
-    """
-    try:
-        return body()
-    except (ValueError, FileNotFoundError) as err:
-        sys.stderr.write(f"{prog}: error: {err}\n")
-        raise SystemExit(2) from err
 
 
 def setup_logging() -> None:

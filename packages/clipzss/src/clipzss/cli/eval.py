@@ -24,9 +24,10 @@ from typing import Any, Literal
 
 import torch
 
+from ovcore.command import run_command
 from ovcore.files import write_json
 
-from ._common import UsageError, check_data_root, format_table, json_safe, run_main, setup_logging, test_transform
+from ._common import UsageError, check_data_root, format_table, json_safe, setup_logging, test_transform
 from .benchmarks import BENCHMARKS, Benchmark, EvalChoice, expand_benchmarks
 
 __all__ = ["ClipZSSEvalConfig", "evaluate_checkpoint", "load_inference_checkpoint", "main", "run"]
@@ -34,6 +35,7 @@ __all__ = ["ClipZSSEvalConfig", "evaluate_checkpoint", "load_inference_checkpoin
 logger = logging.getLogger(__name__)
 
 PROG = "clipzss-eval"
+_INFERENCE = "inference checkpoint (checkpoints/clipzss_inference.pt)"
 
 
 @dataclass
@@ -96,6 +98,19 @@ class ClipZSSEvalConfig:
     progress: bool = True
     """Show a progress bar per benchmark."""
 
+    def validate(self) -> None:
+        """Check the numeric options before anything is loaded; the messages name the flags."""
+        from ovcore.command import check_min
+
+        for option, value, minimum in (
+            ("--batch-size", self.batch_size, 1),
+            ("--max-images", self.max_images, 1),
+            ("--num-workers", self.num_workers, 0),
+            ("--warmup", self.warmup, 0),
+            ("--test-short-side", self.test_short_side, 0),
+        ):
+            check_min(option, value, minimum)
+
 
 # ------------------------------------------------------------------------------------------------------- loading
 
@@ -120,15 +135,16 @@ def load_inference_checkpoint(value: str) -> tuple[Path, dict[str, Any]]:
     Raises:
         UsageError: missing file, or not an inference checkpoint (a training checkpoint is named as such).
     """
-    from ovcore.train import CHECKPOINT_FORMAT
+    from ovcore.train import CHECKPOINT_FORMAT, load_checkpoint
 
     from ..segmenter import INFERENCE_FORMAT
 
     path = _resolve_checkpoint(value)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors have many types; all mean "not our file"
-        raise UsageError(f"--checkpoint {path} could not be read as a torch checkpoint: {err}") from err
+        # The safe loader (ovcore.safe_load), with damaged files explained in a sentence instead of torch's text.
+        payload = load_checkpoint(path)
+    except ValueError as err:
+        raise UsageError(f"--checkpoint {err}; pass the {_INFERENCE} written by clipzss-train") from err
     fmt = payload.get("format") if isinstance(payload, dict) else None
     if fmt == CHECKPOINT_FORMAT:
         from .train import INFERENCE_NAME
@@ -239,16 +255,16 @@ def run(cfg: ClipZSSEvalConfig) -> dict[str, dict[str, Any]]:
     """
     from torch.utils.data import Subset
 
+    from ovcore.command import check_output_dir, require_file
     from ovcore.train import cleanup, init_distributed
 
     from ..segmenter import ZeroShotSegmenter
 
-    for flag, value in (("--batch-size", cfg.batch_size), ("--max-images", cfg.max_images)):
-        if value is not None and value < 1:
-            raise UsageError(f"{flag} must be >= 1, got {value}")
-    if cfg.text_weights is not None and not Path(cfg.text_weights).is_file():
-        raise UsageError(f"--text-weights {cfg.text_weights}: no such file")
+    cfg.validate()
+    require_file(cfg.text_weights, "--text-weights")
     path, payload = load_inference_checkpoint(cfg.checkpoint)
+    out_dir = Path(cfg.output_dir) if cfg.output_dir is not None else _default_output(path)
+    check_output_dir(out_dir, "--output-dir")
     benches = expand_benchmarks(cfg.benchmarks or _default_benchmarks(payload))
     root = check_data_root(cfg.data_root, "--data-root")
     crop = int(payload["config"].get("crop_size", 512))
@@ -266,7 +282,6 @@ def run(cfg: ClipZSSEvalConfig) -> dict[str, dict[str, Any]]:
     info = init_distributed(cfg.device)
     try:
         seg = ZeroShotSegmenter.from_checkpoint(payload, map_location=info.device)
-        out_dir = Path(cfg.output_dir) if cfg.output_dir is not None else _default_output(path)
         results: dict[str, dict[str, Any]] = {}
         for bench in benches:
             res = evaluate_checkpoint(seg, payload, bench, datasets[bench.name], cfg, info.device)
@@ -322,7 +337,9 @@ def parse_args(args: Sequence[str] | None = None) -> ClipZSSEvalConfig:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console script ``clipzss-eval``."""
     setup_logging()
-    run_main(PROG, lambda: run(parse_args(argv)))
+    code = run_command(PROG, lambda: run(parse_args(argv)))
+    if code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

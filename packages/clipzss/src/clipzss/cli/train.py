@@ -27,15 +27,27 @@ from typing import Any, Literal
 
 import tyro
 
+from ovcore.command import run_command
 from ovcore.train import OptimConfig, ScheduleConfig, TrainConfig, preset_cli
 
 from .._registry import get_preset_config, list_presets
 from ..config import CLIPZSSConfig, replace
 from ..presets import DEMO_SEEN
-from ._common import UsageError, check_data_root, format_table, json_safe, run_main, setup_logging, test_transform
+from ._common import UsageError, check_data_root, format_table, json_safe, setup_logging, test_transform
 from .benchmarks import TrainBenchmark, get_benchmark
 
-__all__ = ["ClipZSSTrainConfig", "DataConfig", "INFERENCE_NAME", "PRESETS", "build_config", "main", "run"]
+__all__ = [
+    "ClipZSSTrainConfig",
+    "DataConfig",
+    "INFERENCE_NAME",
+    "PRESETS",
+    "RECIPES",
+    "TrainRecipe",
+    "apply_recipe",
+    "build_config",
+    "main",
+    "run",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +67,50 @@ RANDOM_TEACHER_NOTE = (
 
 # A run-time Literal of the registered model presets, so --help lists them and a typo is rejected by the parser.
 ModelPreset = Literal.__getitem__(tuple(list_presets()))  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """Optimiser, schedule and learning-rate multipliers of one ``--recipe``."""
+
+    description: str
+    optim: OptimConfig
+    schedule: ScheduleConfig
+    lr_mults: tuple[float, float] | None = None
+    """(backbone, head) multipliers; None keeps the model preset's (mmseg's per-architecture recipe)."""
+
+
+RECIPES: dict[str, TrainRecipe] = {
+    # mmseg's swin-base UPerNet config: AdamW lr 6e-5, betas (0.9, 0.999), weight decay 0.01 (none on norm layers,
+    # absolute_pos_embed, relative_position_bias_table: the model's param_groups), LinearLR from 1e-6 over 1500
+    # iterations, then PolyLR power 1.0 to 0.
+    "mmseg": TrainRecipe(
+        "mmseg Swin-B UPerNet: AdamW 6e-5, wd 0.01, warm-up 1500 + poly 1.0",
+        OptimConfig(lr=6e-5, weight_decay=0.01, betas=(0.9, 0.999)),
+        ScheduleConfig(name="poly", warmup_iters=1500, warmup_ratio=1e-6, power=1.0, min_lr=0.0),
+    ),
+    # ZegCLIP's zero-shot configs (vpt_seg_zero_*): AdamW lr 2e-5, weight decay 0.01, custom_keys backbone and head
+    # lr_mult 10, norm / ln decay_mult 0; poly power 0.9, min_lr 1e-6 (mmcv: the same floor for every group), linear
+    # warm-up 1500 from 1e-6.
+    "zegclip": TrainRecipe(
+        "ZegCLIP configs: AdamW 2e-5 x10 (backbone and head), wd 0.01, warm-up 1500 + poly 0.9 to 1e-6",
+        OptimConfig(lr=2e-5, weight_decay=0.01, betas=(0.9, 0.999)),
+        ScheduleConfig(
+            name="poly", warmup_iters=1500, warmup_ratio=1e-6, power=0.9, min_lr=1e-6, min_lr_mode="absolute"
+        ),
+        lr_mults=(10.0, 10.0),
+    ),
+    # A few CPU minutes on the demo scenes with the tiny random presets: a larger rate and a short warm-up so the
+    # student visibly learns the seen classes; the numbers say nothing about the paper (random CLIP weights).
+    "demo": TrainRecipe(
+        "CPU demo: AdamW 1e-3, wd 0.01, warm-up 20 + poly 1.0",
+        OptimConfig(lr=1e-3, weight_decay=0.01),
+        ScheduleConfig(name="poly", warmup_iters=20, warmup_ratio=1e-3, power=1.0),
+    ),
+}
+"""``--recipe`` choices (configs as data): the README's recipe table says where each value comes from."""
+
+Recipe = Literal.__getitem__(tuple(RECIPES))  # type: ignore[misc]
 
 
 @dataclass
@@ -104,6 +160,12 @@ class ClipZSSTrainConfig(TrainConfig):
     set), context_zs (49/10), demo_zs (demo scenes, 6/2). Unseen pixels become ignore in training; the periodic
     evaluations score its val split over all classes. Changing it re-applies the dataset's templates and gamma."""
 
+    recipe: Recipe = "mmseg"  # type: ignore[valid-type]
+    """Optimiser and schedule (the paper: "AdamW with the default training schedule in MMSeg", Sec. 4.2): 'mmseg'
+    = mmseg's Swin-B UPerNet recipe (AdamW 6e-5, weight decay 0.01, warm-up 1500 + poly 1.0 to 0); 'zegclip' =
+    ZegCLIP's zero-shot configs (AdamW 2e-5 with backbone and head x10, poly 0.9 to min_lr 1e-6); 'demo' = the CPU
+    demo's. It sets the --optim.*, --schedule.* and --model.*-lr-mult defaults (the README's recipe table)."""
+
     model_preset: ModelPreset = PAPER_MODEL  # type: ignore[valid-type]
     """CLIP-ZSS model preset (clipzss.list_presets()); the --model.* defaults below are this preset's, for this
     benchmark."""
@@ -123,21 +185,55 @@ class ClipZSSTrainConfig(TrainConfig):
     data: DataConfig = field(default_factory=DataConfig)
     """Data."""
 
+    def validate(self) -> None:
+        """The engine's numeric checks, the model's and the data options'; the messages name the flags."""
+        from ovcore.command import check_min, check_positive, check_range
+
+        super().validate()
+        self.model.validate("--model.")
+        data = self.data
+        for option, value, minimum in (
+            ("--data.val-max-images", data.val_max_images, 1),
+            ("--data.eval-batch-size", data.eval_batch_size, 1),
+            ("--data.eval-num-workers", data.eval_num_workers, 0),
+            ("--data.test-short-side", data.test_short_side, 0),
+        ):
+            check_min(option, value, minimum)
+        for side in data.scale or ():
+            check_min("--data.scale", side, 1)
+        for ratio in data.ratio_range:
+            check_positive("--data.ratio-range", ratio)
+        check_range("--data.cat-max-ratio", data.cat_max_ratio, 0.0, 1.0, open_low=True)
+        check_range("--data.flip-prob", data.flip_prob, 0.0, 1.0)
+
 
 # ---------------------------------------------------------------------------------------------------------- presets
 
 
+def apply_recipe(cfg: ClipZSSTrainConfig, name: str) -> ClipZSSTrainConfig:
+    """Set the optimiser, schedule and (for 'zegclip') the model's lr multipliers of a recipe, in place.
+
+    Raises:
+        ValueError: unknown recipe name.
+    """
+    if name not in RECIPES:
+        raise ValueError(f"unknown --recipe {name!r}; available: {', '.join(RECIPES)}")
+    recipe = RECIPES[name]
+    cfg.recipe = name  # type: ignore[assignment]
+    cfg.optim, cfg.schedule = copy.deepcopy(recipe.optim), copy.deepcopy(recipe.schedule)
+    if recipe.lr_mults is not None:
+        cfg.model = replace(cfg.model, backbone_lr_mult=recipe.lr_mults[0], head_lr_mult=recipe.lr_mults[1])
+    return cfg
+
+
 def _paper(benchmark: str, max_iters: int, batch_size: int, interval: int, name: str) -> ClipZSSTrainConfig:
-    # spec §2.4: 512 crops, batch 16 (8 GPUs x 2), "AdamW with the default training schedule in MMSeg": lr 6e-5,
-    # betas (0.9, 0.999), weight decay 0.01 (none on norms, 1-D parameters, position tables: the model's
-    # param_groups), linear warm-up over 1500 iterations from 1e-6, then poly decay with power 1.0 to 0.
-    # Checkpoint / evaluation intervals: mmseg's schedules (2k for 20k, 4k for 40k, 8k for 80k).
+    # Sec. 4.2: 512 crops, batch 16 (8 GPUs x 2), 20k / 40k / 80k iterations; optimiser and schedule: --recipe
+    # (default mmseg). Checkpoint / evaluation intervals: mmseg's schedules (2k for 20k, 4k for 40k, 8k for 80k).
     return ClipZSSTrainConfig(
         output_dir=f"runs/clipzss/{name}",
         max_iters=max_iters,
         batch_size=batch_size,
-        optim=OptimConfig(lr=6e-5, weight_decay=0.01, betas=(0.9, 0.999)),
-        schedule=ScheduleConfig(name="poly", warmup_iters=1500, warmup_ratio=1e-6, power=1.0, min_lr=0.0),
+        recipe="mmseg",
         checkpoint_every=interval,
         eval_every=interval,
         keep_last=3,
@@ -149,14 +245,11 @@ def _paper(benchmark: str, max_iters: int, batch_size: int, interval: int, name:
 
 
 def _demo() -> ClipZSSTrainConfig:
-    # A few CPU minutes on the demo scenes with the tiny random presets: a larger rate and a short warm-up so the
-    # student visibly learns the seen classes; the numbers say nothing about the paper (random CLIP weights).
     return ClipZSSTrainConfig(
         output_dir="runs/clipzss/demo",
         max_iters=200,
         batch_size=4,
-        optim=OptimConfig(lr=1e-3, weight_decay=0.01),
-        schedule=ScheduleConfig(name="poly", warmup_iters=20, warmup_ratio=1e-3, power=1.0),
+        recipe="demo",
         checkpoint_every=50,
         eval_every=100,
         keep_last=2,
@@ -209,13 +302,16 @@ def model_config(model_preset: str, benchmark: str) -> CLIPZSSConfig:
     return get_preset_config(model_preset, dataset=bench.dataset)
 
 
-def build_config(preset: str, *, model_preset: str | None = None, benchmark: str | None = None) -> ClipZSSTrainConfig:
-    """A recipe with its model config filled in.
+def build_config(
+    preset: str, *, model_preset: str | None = None, benchmark: str | None = None, recipe: str | None = None
+) -> ClipZSSTrainConfig:
+    """A training preset with its model config and its optimiser recipe filled in.
 
     Args:
         preset: A name of :data:`PRESETS`.
-        model_preset: Replaces the recipe's model preset.
-        benchmark: Replaces the recipe's benchmark.
+        model_preset: Replaces the preset's model preset.
+        benchmark: Replaces the preset's benchmark.
+        recipe: Replaces the preset's optimiser recipe (a name of :data:`RECIPES`).
 
     Raises:
         ValueError: unknown names.
@@ -226,7 +322,7 @@ def build_config(preset: str, *, model_preset: str | None = None, benchmark: str
     cfg.model_preset = model_preset or cfg.model_preset
     cfg.benchmark = benchmark or cfg.benchmark  # type: ignore[assignment]
     cfg.model = model_config(cfg.model_preset, cfg.benchmark)
-    return cfg
+    return apply_recipe(cfg, recipe or cfg.recipe)
 
 
 @dataclass
@@ -235,6 +331,7 @@ class _Stage0:
     preset: Literal.__getitem__(tuple(PRESETS)) = "voc_zs"  # type: ignore[valid-type]
     model_preset: ModelPreset | None = None  # type: ignore[valid-type]
     benchmark: TrainBenchmark | None = None
+    recipe: Recipe | None = None  # type: ignore[valid-type]
 
 
 def parse_args(args: Sequence[str] | None = None) -> ClipZSSTrainConfig:
@@ -244,7 +341,9 @@ def parse_args(args: Sequence[str] | None = None) -> ClipZSSTrainConfig:
     presets: dict[str, tuple[str, Any]] = {}
     for name, (description, _) in PRESETS.items():
         if name == stage0.preset:
-            base = build_config(name, model_preset=stage0.model_preset, benchmark=stage0.benchmark)
+            base = build_config(
+                name, model_preset=stage0.model_preset, benchmark=stage0.benchmark, recipe=stage0.recipe
+            )
         else:
             # Only the chosen preset is parsed against; the others appear in --help by name and description.
             base = ClipZSSTrainConfig()
@@ -373,6 +472,37 @@ def _evaluate_fn(cfg: ClipZSSTrainConfig, val_set: Any) -> Callable[[Any, int], 
     return run_eval
 
 
+def _method_recipe(cfg: ClipZSSTrainConfig, train_transform: Any, val_transform: Any) -> dict[str, Any]:
+    """CLIP-ZSS's sections of the effective recipe (the engine adds optimizer, schedule and batch)."""
+    from ovcore.train import describe_transform
+
+    from ..segmenter import slide_stride
+
+    model = cfg.model
+    return {
+        "method": {
+            "name": "clipzss",
+            "recipe": cfg.recipe,
+            "benchmark": cfg.benchmark,
+            "model_preset": cfg.model_preset,
+            "backbone": model.student.backbone,
+            "head": model.student.head,
+            "backbone_lr_mult": model.backbone_lr_mult,
+            "head_lr_mult": model.head_lr_mult,
+            "no_decay_names": list(model.no_decay_names),
+            "teacher": f"{model.teacher.model_name} ({model.teacher.pretrained})",
+            "teacher_normalization": model.teacher.normalization,
+        },
+        "augmentation": describe_transform(train_transform),
+        "evaluation": {
+            "resize": describe_transform(val_transform) if val_transform is not None else "original resolution",
+            "test_mode": model.test_mode,
+            "crop_size": model.crop_size,
+            "slide_stride": slide_stride(model.crop_size) if model.test_mode == "slide" else None,
+        },
+    }
+
+
 def run(cfg: ClipZSSTrainConfig) -> Any:
     """Train with a parsed config; returns the engine's :class:`ovcore.train.TrainResult`.
 
@@ -381,13 +511,16 @@ def run(cfg: ClipZSSTrainConfig) -> Any:
     """
     from torch.utils.data import Subset
 
+    from ovcore.command import check_output_dir, require_file
     from ovcore.data import collate_samples
     from ovcore.train import is_main_process, train
 
+    # Options and paths first: a typo is reported before the datasets, the teacher and the student are built.
+    cfg.validate()
     bench = get_benchmark(cfg.benchmark)
     root = check_data_root(cfg.data.root, "--data.root")
-    if cfg.data.val_max_images is not None and cfg.data.val_max_images < 1:
-        raise UsageError(f"--data.val-max-images must be >= 1, got {cfg.data.val_max_images}")
+    check_output_dir(cfg.output_dir, "--output-dir")
+    require_file(cfg.resume_from, "--resume-from")
     cfg = copy.deepcopy(cfg)
     cfg.model = _resolve_weights(cfg)
     _check_vocabulary(cfg)
@@ -395,8 +528,9 @@ def run(cfg: ClipZSSTrainConfig) -> Any:
         logger.warning(RANDOM_TEACHER_NOTE)
     try:
         compact = cfg.model.label_ids == "compact"
-        train_set = bench.build(root, "train", _train_transform(cfg), compact_seen=compact)
-        val_set = bench.build(root, "val", test_transform(cfg.model.crop_size, cfg.data.test_short_side))
+        transforms = (_train_transform(cfg), test_transform(cfg.model.crop_size, cfg.data.test_short_side))
+        train_set = bench.build(root, "train", transforms[0], compact_seen=compact)
+        val_set = bench.build(root, "val", transforms[1])
     except FileNotFoundError as err:
         raise UsageError(f"--data.root {root}: {err}") from err
     if cfg.data.val_max_images is not None and len(val_set) > cfg.data.val_max_images:
@@ -423,6 +557,7 @@ def run(cfg: ClipZSSTrainConfig) -> Any:
         evaluate_fn=_evaluate_fn(cfg, val_set),
         collate_fn=collate_samples,
         step_callback=on_step,
+        recipe=_method_recipe(cfg, *transforms),
     )
     if result.is_main:  # one process writes the inference checkpoint
         _export(holder[0], inference_path, cfg.benchmark)
@@ -439,9 +574,12 @@ def run(cfg: ClipZSSTrainConfig) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console script ``clipzss-train`` (returns None: a console script's return value becomes its exit status)."""
+    """Console script ``clipzss-train``: returns None, or raises ``SystemExit`` with the status of
+    :func:`ovcore.command.run_command` (2 after a reported error, 130 after Ctrl-C)."""
     setup_logging()
-    run_main(PROG, lambda: run(parse_args(argv)))
+    code = run_command(PROG, lambda: run(parse_args(argv)))
+    if code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Reading and writing CLIP state dicts without unpickling arbitrary objects.
 
-Supported files: ``.safetensors`` (safetensors), ``.bin`` / ``.pt`` / ``.pth`` (``torch.load(weights_only=True)``),
-and TorchScript archives such as OpenAI's original ``ViT-B-16.pt`` (only their tensors are kept). Training
+Supported files: ``.safetensors`` (safetensors), ``.bin`` / ``.pt`` / ``.pth`` (``ovcore.safe_load.load_torch_file``:
+``torch.load(weights_only=True)`` plus numpy arrays), and TorchScript archives such as OpenAI's original
+``ViT-B-16.pt`` (only their tensors are kept, read by ``ovcore.safe_load`` without compiling their code). Training
 checkpoints that wrap the weights (``{"state_dict": ...}``, ``{"model": ...}``, DDP ``module.`` prefixes, or a whole
 SED model whose CLIP sits under ``sem_seg_head.predictor.clip_model.``) are unwrapped.
 """
@@ -9,7 +10,6 @@ SED model whose CLIP sits under ``sem_seg_head.predictor.clip_model.``) are unwr
 from __future__ import annotations
 
 import os
-import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ovcore.files import atomic_write
+from ovcore.safe_load import load_torch_file, load_torchscript_tensors
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
@@ -68,11 +69,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
             raw: object = load_file(str(path), device="cpu")
         elif _is_torchscript_archive(path):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but OpenAI ships archives
-                raw = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+            raw = load_torchscript_tensors(path, what="checkpoint")  # OpenAI's archives, read without their code
         else:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+            raw = load_torch_file(path, what="checkpoint")
     except Exception as err:  # torch / safetensors raise several unrelated types for bad files
         raise ValueError(
             f"could not read checkpoint {str(path)!r}: the file is corrupt or holds non-tensor objects "

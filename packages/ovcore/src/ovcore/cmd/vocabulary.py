@@ -17,33 +17,15 @@ from pathlib import Path
 __all__ = ["check_vocabulary", "parse_class_list", "read_class_file", "resolve_vocabulary"]
 
 
-def _normalised(name: str) -> str:
-    return " ".join(name.lower().split())
-
-
 def check_vocabulary(names: list[str], option: str = "--vocabulary") -> list[str]:
-    """``names`` unchanged when it is usable: not empty, no empty name, no duplicate (case and spaces ignored).
+    """``names`` when usable (``ovcore.text.check_vocabulary``: not empty, no empty name, no duplicate ignoring case
+    and spaces); otherwise its ``ValueError`` prefixed with ``option``."""
+    from ovcore.text import check_vocabulary as check  # deferred: ovcore.text imports torch
 
-    Raises:
-        ValueError: naming ``option`` and the offending names.
-    """
-    if not names:
-        raise ValueError(f"{option}: the vocabulary is empty; give class names such as 'cat, dog, grass'")
-    first: dict[str, str] = {}
-    duplicates: list[str] = []
-    for name in names:
-        key = _normalised(name)
-        if not key:
-            raise ValueError(f"{option}: a class name is empty; remove the stray separator")
-        if key in first:
-            duplicates.append(f"{first[key]!r} = {name!r}")
-        first.setdefault(key, name)
-    if duplicates:
-        raise ValueError(
-            f"{option}: duplicate class names ({', '.join(duplicates)}); the second copy could never win, so give "
-            "each class once (join synonyms of one class with '|')"
-        )
-    return names
+    try:
+        return check(names)
+    except ValueError as err:
+        raise ValueError(f"{option}: {err}") from None
 
 
 def parse_class_list(text: str, option: str = "--vocabulary") -> list[str]:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ovcore.files import atomic_write
+from ovcore.safe_load import load_torch_file
 
 from ._vocabulary import _check_inputs, _model_device, encode_vocabulary
 
@@ -84,7 +85,7 @@ class VocabularyCache:
         if not path.is_file():
             return None
         try:
-            entry = torch.load(path, map_location="cpu", weights_only=True)
+            entry = load_torch_file(path, what="text-embedding cache file")
             embeddings = entry["embeddings"]
             if entry.get("key") != key or not isinstance(embeddings, torch.Tensor) or embeddings.ndim != 3:
                 raise ValueError("entry does not match its key")

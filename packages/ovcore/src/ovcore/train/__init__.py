@@ -11,10 +11,13 @@ Typical entry point of a method::
 
     PRESETS = {"small": ("demo size", MyTrainConfig(max_iters=200, batch_size=4))}
 
-    def main() -> None:
-        cfg = preset_cli(PRESETS, prog="my-train")
+    def run(cfg: MyTrainConfig) -> None:
+        cfg.validate()  # numeric options first, named by their flags
         train(cfg, model=lambda: build_model(cfg), dataset=build_train_set(cfg),
               evaluate_fn=lambda model, it: evaluate(model.predict, val_set, num_classes=...))
+
+    def main() -> int:  # errors: one line "my-train: error: ..." and exit 2 (ovcore.command)
+        return run_command("my-train", lambda: run(preset_cli(PRESETS, prog="my-train")))
 """
 
 from .checkpoint import (
@@ -45,7 +48,15 @@ from .distributed import (
     wrap_ddp,
 )
 from .engine import EvaluateFn, StepCallback, TrainResult, seed_all, train
-from .optim import NORM_TYPES, build_optimizer, build_param_groups, lr_multiplier, named_trainable_parameters
+from .optim import (
+    NORM_TYPES,
+    build_optimizer,
+    build_param_groups,
+    lr_multiplier,
+    named_trainable_parameters,
+    weight_decay_of,
+)
+from .recipe import dataset_transform, describe_transform, effective_recipe, format_recipe
 from .schedule import LrFactor, build_scheduler, lr_factor
 
 __all__ = [
@@ -73,6 +84,10 @@ __all__ = [
     "build_scheduler",
     "capture_rng_state",
     "cleanup",
+    "dataset_transform",
+    "describe_transform",
+    "effective_recipe",
+    "format_recipe",
     "config_to_dict",
     "get_rank",
     "get_world_size",
@@ -89,5 +104,6 @@ __all__ = [
     "seed_all",
     "train",
     "unwrap",
+    "weight_decay_of",
     "wrap_ddp",
 ]

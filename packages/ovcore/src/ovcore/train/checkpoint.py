@@ -9,10 +9,13 @@ checkpoints untouched. Everything stored is plain data and tensors, so checkpoin
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import pickle
 import random
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ovcore.files import atomic_write
+from ovcore.files import atomic_write, remove_stale_temporaries
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +89,9 @@ class Checkpointer:
         found = self.list()
         return found[-1] if found else None
 
-    def remove_stale_temporaries(self) -> None:
-        """Delete temporary files left by a process killed while saving."""
-        if self.directory.is_dir():
-            for p in self.directory.glob(".ckpt_*.pt.tmp*"):
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the temporary files of checkpoints whose writer was killed while saving; returns them."""
+        return remove_stale_temporaries(self.directory, "ckpt_*.pt")
 
     def save(self, state: dict[str, Any], iteration: int) -> Path:
         """Atomically write ``state`` as the checkpoint of ``iteration``, then drop the oldest beyond ``keep_last``."""
@@ -103,9 +103,53 @@ class Checkpointer:
         return path
 
 
+UNREADABLE_ERRORS: tuple[type[BaseException], ...] = (
+    pickle.UnpicklingError, EOFError, RuntimeError, zipfile.BadZipFile, AttributeError
+)
+"""What ``torch.load`` raises for a damaged or foreign file (besides the safe loader's ValueError refusals)."""
+
+
+def unreadable_file_error(path: str | os.PathLike, err: BaseException, what: str = "checkpoint") -> ValueError:
+    """A one-sentence ValueError for a file ``torch.load`` could not read, naming it and saying what is wrong."""
+    return ValueError(f"{path} is not a readable {what}: {_unreadable_reason(err)}")
+
+
+def _unreadable_reason(err: BaseException) -> str:
+    # torch's own messages are long, and one of them advises weights_only=False (running the file's code): say
+    # what is wrong with the file instead.
+    text = str(err)
+    if isinstance(err, EOFError) or "Ran out of input" in text:
+        return "the file is empty or cut short"
+    if "central directory" in text or "zip archive" in text or isinstance(err, zipfile.BadZipFile):
+        return "the file is truncated or corrupted (an incomplete copy, or a run killed while writing it)"
+    if "Unsupported global" in text or "Unsupported class" in text:
+        return "it holds Python objects other than tensors and plain data, refused because loading them could run code"
+    if isinstance(err, pickle.UnpicklingError) or "invalid load key" in text or "weights_only" in text:
+        return "it is not a torch checkpoint (unreadable data)"
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return first[:200]
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :class:`Checkpointer` (or any plain state dict) with ``weights_only=True``."""
-    return torch.load(Path(path), map_location=map_location, weights_only=True)
+    """Load a checkpoint written by :class:`Checkpointer` (or any plain state dict) with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a damaged, truncated or foreign file (the message says which, and names the file).
+    """
+    from ovcore.safe_load import load_torch_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, "no such checkpoint file", str(path))
+    try:
+        return load_torch_file(path, map_location=map_location, what="checkpoint")
+    except ValueError as err:
+        if "weights_only" not in str(err):
+            raise  # the safe loader's refusal already names the file and what to do
+        raise unreadable_file_error(path, err) from err
+    except UNREADABLE_ERRORS as err:
+        raise unreadable_file_error(path, err) from err
 
 
 def load_model_weights(model: nn.Module, path: str | os.PathLike, *, strict: bool = True) -> Any:

@@ -172,6 +172,41 @@ class TrainConfig:
     progress: bool = True
     """Show a progress bar with the loss and images/s (rank 0)."""
 
+    def validate(self) -> None:
+        """Check every numeric option before anything is built; the messages name the command-line flags.
+
+        A method's config overrides this (calling ``super().validate()``) to check its own fields. The engine calls
+        it, and the training commands call it first, so ``--batch-size 0`` is reported at once.
+
+        Raises:
+            ValueError: a value outside its range.
+        """
+        from ovcore.command import check_min, check_positive, check_range
+
+        for option, value, minimum in (
+            ("--max-iters", self.max_iters, 1),
+            ("--batch-size", self.batch_size, 1),
+            ("--grad-accum-steps", self.grad_accum_steps, 1),
+            ("--log-every", self.log_every, 1),
+            ("--num-workers", self.num_workers, 0),
+            ("--checkpoint-every", self.checkpoint_every, 0),
+            ("--keep-last", self.keep_last, 0),
+            ("--eval-every", self.eval_every, 0),
+            ("--schedule.warmup-iters", self.schedule.warmup_iters, 0),
+            ("--optim.weight-decay", self.optim.weight_decay, 0),
+            ("--optim.weight-decay-norm", self.optim.weight_decay_norm, 0),
+            ("--schedule.min-lr", self.schedule.min_lr, 0),
+        ):
+            check_min(option, value, minimum)
+        check_positive("--optim.lr", self.optim.lr)
+        check_positive("--optim.eps", self.optim.eps)
+        check_positive("--schedule.power", self.schedule.power)
+        check_positive("--dist-timeout-min", self.dist_timeout_min)
+        check_positive("--clip-grad-norm", self.clip_grad_norm)
+        check_range("--schedule.warmup-ratio", self.schedule.warmup_ratio, 0.0, 1.0)
+        for beta in self.optim.betas:
+            check_range("--optim.betas", beta, 0.0, 1.0, open_high=True)
+
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """Plain-data view of a (nested) config dataclass, for JSON files and checkpoints.

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ovcore.files import atomic_write_text, write_json
+from ovcore.files import atomic_write_text, remove_stale_temporaries, write_json
 
 from .checkpoint import CHECKPOINT_FORMAT, Checkpointer, capture_rng_state, load_checkpoint, restore_rng_state
 from .config import TrainConfig, config_to_dict
@@ -44,6 +44,7 @@ from .distributed import (
     wrap_ddp,
 )
 from .optim import build_optimizer
+from .recipe import effective_recipe, format_recipe
 from .schedule import build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,16 @@ def _validate(cfg: TrainConfig, world_size: int, device: torch.device) -> int:
         )
     if cfg.amp == "fp16" and device.type != "cuda":
         raise RuntimeError("fp16 AMP needs a CUDA device; use --amp bf16 or --amp none on CPU")
+    if hasattr(cfg, "validate"):  # the remaining numeric options (a plain namespace-like config may lack it)
+        cfg.validate()
     return cfg.batch_size // per_step
+
+
+def _check_output_dir(path: Path) -> None:
+    # Before the model is built: a file in the way or a read-only folder would otherwise fail at the first save.
+    from ovcore.command import check_output_dir
+
+    check_output_dir(path, "--output-dir")
 
 
 def _set_deterministic(mode: bool, warn_only: bool) -> None:
@@ -185,13 +195,18 @@ class _Trainer:
         evaluate_fn: EvaluateFn | None,
         collate_fn: Callable[[list[Any]], Any] | None,
         step_callback: StepCallback | None,
+        recipe: Mapping[str, Any] | None = None,
     ):
         self.cfg, self.info = cfg, info
+        self.method_recipe = dict(recipe or {})
         self.micro_batch = _validate(cfg, info.world_size, info.device)
         self.evaluate_fn, self.step_callback = evaluate_fn, step_callback
         self.loss_weights = dict(cfg.loss_weights)
         self.out = Path(cfg.output_dir)
+        _check_output_dir(self.out)
         self.checkpointer = Checkpointer(self.out / "checkpoints", cfg.keep_last)
+        # Read (and check) the checkpoint to resume from before building anything: a damaged file is reported at once.
+        self.resume_path, resume_state = self._read_resume_state()
 
         # The model is initialised from the same seed on every rank (DDP also broadcasts rank 0's weights).
         seed_all(cfg.seed)
@@ -207,7 +222,8 @@ class _Trainer:
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
         self.start_iter = 0
         self.last_checkpoint: Path | None = None
-        self._resume()
+        self._resume(self.resume_path, resume_state)
+        del resume_state
         later = [p.name for p in self.checkpointer.list() if Checkpointer.iteration_of(p) > self.start_iter]
         if later:
             # Keeping them would mix two runs, and the keep-last rotation would delete this run's checkpoints.
@@ -230,26 +246,60 @@ class _Trainer:
         )
 
     # ----------------------------------------------------------------------------------------------- checkpoints
-    def _resume(self) -> None:
+    def _read_resume_state(self) -> tuple[Path | None, dict[str, Any] | None]:
+        """The checkpoint to resume from and its content (None, None: start from scratch).
+
+        Raises:
+            ValueError: a missing, damaged or foreign file; the message names the option and what to do.
+        """
         cfg = self.cfg
-        path: Path | None = None
         if cfg.resume_from:
             path = Path(cfg.resume_from)
             if not path.is_file():
-                raise ValueError(f"--resume-from {path} does not exist")
+                raise ValueError(f"--resume-from {path} does not exist; give a ckpt_*.pt file of an earlier run")
+            option, fix = f"--resume-from {path}", "pass another checkpoint of the run"
         elif cfg.resume:
-            path = self.checkpointer.latest()
-            if path is None and self.info.is_main:
-                logger.warning("--resume: no checkpoint in %s, starting from scratch", self.checkpointer.directory)
-        if path is None:
+            latest = self.checkpointer.latest()
+            if latest is None:
+                if self.info.is_main:
+                    logger.warning("--resume: no checkpoint in %s, starting from scratch", self.checkpointer.directory)
+                return None, None
+            path = latest
+            option = f"--resume: the latest checkpoint {path}"
+            fix = "delete it to resume from the one before, or start afresh without --resume"
+        else:
+            return None, None
+        try:
+            state = load_checkpoint(path)
+        except ValueError as err:
+            raise ValueError(f"{option} cannot be read ({err}); {fix}") from None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"{option} is not a training checkpoint of ovcore.train (model weights only?); {fix}, or start "
+                "from these weights with the method's own option (e.g. sed-train --init-checkpoint)"
+            )
+        return path, state
+
+    def _load_resume_weights(self, path: Path, state: dict[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            # load_state_dict lists every missing / unexpected key over many lines: keep the first one.
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            option = "--resume-from" if self.cfg.resume_from else "--resume"
+            raise ValueError(
+                f"{option} checkpoint {path} does not fit this model and optimizer ({first[:300]}); resume with the "
+                "same model / preset the checkpoint was written with"
+            ) from None
+
+    def _resume(self, path: Path | None, state: dict[str, Any] | None) -> None:
+        cfg = self.cfg
+        if path is None or state is None:
             # Different ranks get different streams for dropout and the like.
             seed_all(cfg.seed + self.info.rank)
             return
-        state = load_checkpoint(path)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not a training checkpoint of ovcore.train (use it as model weights instead)")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self._load_resume_weights(path, state)
         # Keep this run's schedule factors (a longer --max-iters extends the run) and take only the position.
         groups = self.optimizer.param_groups
         self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(groups)})
@@ -379,6 +429,20 @@ class _Trainer:
             )
         return means
 
+    def _effective_recipe(self) -> dict[str, Any]:
+        try:
+            num_images: int | None = len(self.dataset)  # type: ignore[arg-type]
+        except TypeError:  # a dataset without a length
+            num_images = None
+        return effective_recipe(
+            self.cfg,
+            self.optimizer,
+            self.scheduler,
+            num_train_images=num_images,
+            world_size=self.info.world_size,
+            extra=self.method_recipe,
+        )
+
     def run(self) -> TrainResult:
         cfg, info = self.cfg, self.info
         result = TrainResult(
@@ -387,8 +451,12 @@ class _Trainer:
         self.writer, self.bar = None, None
         if info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            # Temporaries of a run killed while saving (checkpoints, config.json, metrics.jsonl rewrites).
             self.checkpointer.remove_stale_temporaries()
-            write_json(self.out / "config.json", config_to_dict(cfg))
+            remove_stale_temporaries(self.out)
+            recipe = self._effective_recipe()
+            logger.info("%s", format_recipe(recipe))
+            write_json(self.out / "config.json", {**config_to_dict(cfg), "effective_recipe": recipe})
             if self.start_iter > 0:
                 _truncate_metrics(self.out / "metrics.jsonl", self.start_iter)
             else:
@@ -470,6 +538,7 @@ def train(
     evaluate_fn: EvaluateFn | None = None,
     collate_fn: Callable[[list[Any]], Any] | None = None,
     step_callback: StepCallback | None = None,
+    recipe: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` for ``cfg.max_iters`` optimizer steps, single-process or under torchrun.
 
@@ -485,6 +554,9 @@ def train(
             its result is written to ``output_dir/eval/iter_XXXXXXX.json`` and its numbers to TensorBoard.
         collate_fn: DataLoader collate function (default: torch's ``default_collate``).
         step_callback: Called as ``step_callback(iteration, losses)`` after every step (hooks, tests).
+        recipe: The method's sections of the effective recipe (e.g. ``{"augmentation": describe_transform(t)}``);
+            the engine adds the training, optimizer and schedule sections, logs the whole recipe at the start and
+            saves it in ``config.json`` under ``"effective_recipe"`` (``ovcore.train.recipe``).
 
     Returns:
         A :class:`TrainResult`.
@@ -492,6 +564,6 @@ def train(
     info = init_distributed(cfg.device, cfg.dist_backend, cfg.dist_timeout_min)
     try:
         with _torch_settings(cfg, info.device):
-            return _Trainer(cfg, info, model, dataset, evaluate_fn, collate_fn, step_callback).run()
+            return _Trainer(cfg, info, model, dataset, evaluate_fn, collate_fn, step_callback, recipe).run()
     finally:
         cleanup(info)

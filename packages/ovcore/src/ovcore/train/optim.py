@@ -70,6 +70,31 @@ def named_trainable_parameters(model: nn.Module) -> Iterable[tuple[str, nn.Param
             yield (f"{module_name}.{param_name}" if module_name else param_name), param, module
 
 
+def weight_decay_of(
+    name: str, param: nn.Parameter, module: nn.Module, cfg: OptimConfig, extra_no_decay: Iterable[str] = ()
+) -> float:
+    """Weight decay of one parameter under the rules of ``cfg`` (shared by every grouping, models' own included).
+
+    Norm layers (by type) get ``cfg.weight_decay_norm``; names matching ``cfg.no_decay_names`` or
+    ``extra_no_decay`` get 0; biases and other 1-D parameters get 0 only with ``cfg.decay_1d=False``; everything
+    else gets ``cfg.weight_decay``. mmseg's recipes (custom_keys with ``decay_mult=0``) and detectron2's
+    (WEIGHT_DECAY_NORM, biases decayed) are both this rule with different options.
+
+    Args:
+        name: Full parameter name.
+        param: The parameter.
+        module: The module that owns it (see :func:`named_trainable_parameters`).
+        cfg: Optimizer options.
+        extra_no_decay: More name patterns without decay (a model's position tables).
+    """
+    if isinstance(module, NORM_TYPES):
+        return float(cfg.weight_decay_norm)
+    patterns = (*cfg.no_decay_names, *extra_no_decay)
+    if any(_matches(name, p) for p in patterns) or (not cfg.decay_1d and param.ndim <= 1):
+        return 0.0
+    return float(cfg.weight_decay)
+
+
 def build_param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
     """Parameter groups of ``model`` under the rules of ``cfg`` (see the module docstring).
 
@@ -87,12 +112,7 @@ def build_param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any
     for name, param, module in named_trainable_parameters(model):
         mult = lr_multiplier(name, multipliers)
         used_patterns.update(p for p in multipliers if _matches(name, p))
-        if isinstance(module, NORM_TYPES):
-            wd = cfg.weight_decay_norm
-        elif (not cfg.decay_1d and param.ndim <= 1) or any(_matches(name, p) for p in cfg.no_decay_names):
-            wd = 0.0
-        else:
-            wd = cfg.weight_decay
+        wd = weight_decay_of(name, param, module, cfg)
         group = groups.setdefault(
             (mult, wd),
             {"params": [], "param_names": [], "lr": cfg.lr * mult, "weight_decay": wd, "lr_mult": mult},

@@ -1,4 +1,4 @@
-"""Pieces shared by the SED command lines: error reporting, benchmark names, datasets, weights, vocabularies."""
+"""Pieces shared by the SED command lines: benchmark names, datasets, weights, vocabularies (errors: ovcore.command)."""
 
 from __future__ import annotations
 
@@ -49,23 +49,6 @@ def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s")
     for name in ("sed", "ovcore"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
-
-
-def run_cli(main: Callable[[], Any], prog: str) -> int:
-    """Run a command's body and turn user / environment errors into one ``prog: error: ...`` line and exit code 2.
-
-    ``ValueError`` (bad input), ``FileNotFoundError`` (missing file or dataset) and ``RuntimeError`` (environment
-    limits, e.g. CLIP weights not available offline) are expected failures: a traceback would only hide the message.
-    """
-    try:
-        main()
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        sys.stderr.write(f"{prog}: error: {err}\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{prog}: interrupted\n")
-        return 130
-    return 0
 
 
 def require_file(path: str | Path | None, option: str) -> Path | None:
@@ -161,20 +144,49 @@ def eval_protocol(dataset: str) -> EvalProtocol:
 
 
 def build_split(
-    name: str, root: str | Path | None, split: str, transform: Callable[[dict], dict] | None = None
+    name: str,
+    root: str | Path | None,
+    split: str,
+    transform: Callable[[dict], dict] | None = None,
+    *,
+    memory_fallback: bool = True,
 ) -> Dataset:
     """``ovcore.data.build_dataset``, except that ``demo`` without a prepared ``<root>/demo`` folder is generated in
-    memory (the same scenes ``ovcore demo-data`` writes: 64 train / 16 val, 128x128, seed 0)."""
+    memory (the same scenes ``ovcore demo-data`` writes: 64 train / 16 val, 128x128, seed 0), and the output says so.
+
+    Args:
+        memory_fallback: allow that fallback; the commands pass False when the user gave ``--data-root``, so a
+            root without the demo data is an error rather than a silent switch to the built-in scenes.
+
+    Raises:
+        FileNotFoundError: the split is not prepared under the root (the demo one only without ``memory_fallback``).
+    """
     from ovcore.data import DemoSegmentation, build_dataset, default_root
 
     base = Path(root) if root is not None else default_root()
     if name == "demo" and not (base / "demo" / "images" / split).is_dir():
-        logger.info("no prepared demo data under %s: generating the demo %s split in memory", base, split)
+        if not memory_fallback:
+            raise FileNotFoundError(
+                f"--data-root {base}: no prepared demo {split} split in {base / 'demo'}; write it with "
+                f"`ovcore demo-data --root {base}`, or leave out --data-root to use the built-in demo scenes"
+            )
+        say(f"note: no prepared demo data under {base}: using the built-in demo scenes ({split} split, in memory)")
         return DemoSegmentation(num_images=64 if split == "train" else 16, size=128, split=split, transform=transform)
     return build_dataset(name, base, split, transform)
 
 
 # ------------------------------------------------------------------------------------------------- weights
+def read_weights(path: Path, option: str) -> Any:
+    """``sed.convert.read_checkpoint`` with a damaged file reported as a ValueError naming ``option`` and the file."""
+    from ovcore.train.checkpoint import UNREADABLE_ERRORS, unreadable_file_error
+    from sed.convert import read_checkpoint
+
+    try:
+        return read_checkpoint(path)
+    except UNREADABLE_ERRORS as err:
+        raise ValueError(f"{option} {unreadable_file_error(path, err)}; give a complete checkpoint file") from err
+
+
 def _safetensors_preset(path: Path) -> str | None:
     from safetensors import safe_open
 
@@ -214,7 +226,7 @@ def load_model(
     import sed
     from ovcore.text import weights_id_of
     from ovcore.train import CHECKPOINT_FORMAT
-    from sed.convert import VARIANTS, convert_official_checkpoint, infer_variant, read_checkpoint
+    from sed.convert import VARIANTS, convert_official_checkpoint, infer_variant
 
     if checkpoint is not None and official_checkpoint is not None:
         raise ValueError("pass either --checkpoint or --official-checkpoint, not both")
@@ -224,7 +236,7 @@ def load_model(
     source: Path | None = None
     if official_checkpoint is not None:
         source = require_file(official_checkpoint, "--official-checkpoint")
-        raw = read_checkpoint(source)
+        raw = read_weights(source, "--official-checkpoint")
         try:
             variant = infer_variant(raw) if preset is None else preset
             state = convert_official_checkpoint(raw, variant)
@@ -234,7 +246,7 @@ def load_model(
         what = f"official checkpoint {source} (converted, {preset})"
     elif checkpoint is not None:
         source = require_file(checkpoint, "--checkpoint")
-        state = read_checkpoint(source)
+        state = read_weights(source, "--checkpoint")
         if preset is None:
             if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
                 preset = (state.get("config") or {}).get("model")
@@ -307,6 +319,14 @@ class ModelOptions:
 
     text_cache_dir: str | None = None
     """On-disk cache of text embeddings (default $OVCORE_CACHE_DIR/text_embeddings or ~/.cache/ovcore/...)."""
+
+    def validate(self) -> None:
+        """Check the inference options before the model is built; the messages name the flags."""
+        from ovcore.command import check_min
+
+        check_min("--topk", self.topk, 0, hint="0 turns CER off")
+        check_min("--pooling", self.pooling, 1)
+        check_min("--test-short-side", self.test_short_side, 0, hint="0 skips the resize")
 
 
 def load_model_from(options: ModelOptions, device: torch.device | str) -> tuple[Any, str, int | None]:

@@ -27,7 +27,8 @@ from typing import Any
 import tyro
 from torch.utils.data import Dataset
 
-from sed.cli._common import fmt, quiet_logger, run_cli, say, setup_logging, write_json
+from ovcore.command import run_command
+from sed.cli._common import fmt, quiet_logger, say, setup_logging, write_json
 
 __all__ = ["DemoConfig", "run", "main"]
 
@@ -81,6 +82,21 @@ class DemoConfig:
     seed: int = 0
     """Seed of the model initialisation, the data order and the scenes."""
 
+    def validate(self) -> None:
+        """Check the numeric options before anything is built; the messages name the flags."""
+        from ovcore.command import check_min, check_positive
+
+        for option, value, minimum in (
+            ("--iters", self.iters, 1),
+            ("--batch-size", self.batch_size, 1),
+            ("--num-train", self.num_train, 1),
+            ("--num-val", self.num_val, 1),
+            ("--num-overlays", self.num_overlays, 0),
+            ("--topk", self.topk, 1),
+        ):
+            check_min(option, value, minimum)
+        check_positive("--lr", self.lr)
+
 
 class _MemoryScenes(Dataset):
     """A dataset held in memory (samples computed once) with a random transform applied on every access."""
@@ -120,6 +136,7 @@ def _run(cfg: DemoConfig) -> dict[str, Any]:
     import numpy as np
 
     import sed
+    from ovcore.command import check_output_dir
     from ovcore.data import DEMO_CLASSES, DemoSegmentation, SEDTestTransform, SEDTrainTransform, collate_samples
     from ovcore.data.io import write_image
     from ovcore.train import resolve_device, seed_all, train
@@ -129,6 +146,8 @@ def _run(cfg: DemoConfig) -> dict[str, Any]:
     from sed.cli.visualize import render_overlay
 
     start = time.perf_counter()
+    cfg.validate()
+    check_output_dir(cfg.output_dir, "--output-dir")
     if not sed.is_preset(cfg.preset):
         raise ValueError(f"--preset: unknown SED preset {cfg.preset!r}; available: {', '.join(sed.list_presets())}")
     iters = cfg.iters if cfg.iters is not None else (3 if cfg.quick else DEFAULT_ITERS)
@@ -280,9 +299,8 @@ def _run(cfg: DemoConfig) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script ``sed-demo``."""
-    cfg = tyro.cli(DemoConfig, args=argv, prog="sed-demo")
     setup_logging()
-    return run_cli(lambda: run(cfg), "sed-demo")
+    return run_command("sed-demo", lambda: run(tyro.cli(DemoConfig, args=argv, prog="sed-demo")))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import tyro
 
+from ovcore.command import run_command
 from sed.cli._common import (
     BENCHMARKS,
     ModelOptions,
@@ -31,7 +32,6 @@ from sed.cli._common import (
     load_model_from,
     quiet_logger,
     resolve_benchmarks,
-    run_cli,
     say,
     setup_logging,
     write_json,
@@ -85,12 +85,31 @@ class EvalConfig(ModelOptions):
     per_class: bool = False
     """Also print the per-class IoU / accuracy table of every benchmark (it is always in the JSON)."""
 
+    def validate(self) -> None:
+        """Check the numeric options before anything is loaded; the messages name the flags."""
+        from ovcore.command import check_min
+
+        super().validate()
+        for option, value, minimum in (
+            ("--max-images", self.max_images, 1),
+            ("--num-workers", self.num_workers, 0),
+            ("--warmup", self.warmup, 0),
+        ):
+            check_min(option, value, minimum)
+
 
 def run(cfg: EvalConfig) -> dict[str, dict[str, Any]]:
     """Body of ``sed-eval``; returns the results per benchmark key."""
+    from ovcore.command import check_output_dir
     from ovcore.train import cleanup, init_distributed
 
+    cfg.validate()
     benchmarks = resolve_benchmarks(cfg.benchmarks, "--benchmarks")
+    check_output_dir(cfg.output_dir, "--output-dir")
+    fallback = cfg.data_root is None  # a root the user named must hold the data
+    for bench in benchmarks:  # every benchmark's files are found before the model is built
+        if not (fallback and bench.dataset == "demo"):  # (the built-in demo scenes need no files)
+            build_split(bench.dataset, cfg.data_root, cfg.split, memory_fallback=False)
     info = init_distributed(cfg.device, "auto")
     try:
         model, what, topk = load_model_from(cfg, info.device)
@@ -103,7 +122,8 @@ def run(cfg: EvalConfig) -> dict[str, dict[str, Any]]:
         all_results: dict[str, dict[str, Any]] = {}
         for bench in benchmarks:
             protocol = eval_protocol(bench.dataset)
-            dataset = build_split(bench.dataset, cfg.data_root, cfg.split, eval_transform(model.cfg))
+            dataset = build_split(bench.dataset, cfg.data_root, cfg.split, eval_transform(model.cfg),
+                                  memory_fallback=fallback)
             dataset = first_images(dataset, cfg.max_images, "--max-images")
             if info.is_main:
                 say(f"{bench.title}: {len(dataset)} images, {len(protocol.vocabulary)} class names")
@@ -147,9 +167,8 @@ def _report(benchmarks: Sequence[Any], results: dict[str, dict[str, Any]], out: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script ``sed-eval``."""
-    cfg = tyro.cli(EvalConfig, args=argv, prog="sed-eval")
     setup_logging()
-    return run_cli(lambda: run(cfg), "sed-eval")
+    return run_command("sed-eval", lambda: run(tyro.cli(EvalConfig, args=argv, prog="sed-eval")))
 
 
 if __name__ == "__main__":  # pragma: no cover

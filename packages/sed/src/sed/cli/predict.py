@@ -20,12 +20,12 @@ from typing import Annotated, Any
 import torch
 import tyro
 
+from ovcore.command import run_command
 from sed.cli._common import (
     IMAGE_SUFFIXES,
     ModelOptions,
     load_model_from,
     resolve_vocabulary,
-    run_cli,
     say,
     setup_logging,
     write_json,
@@ -64,6 +64,14 @@ class PredictConfig(ModelOptions):
 
     overlay_min_side: int = 256
     """Overlays of images whose short side is smaller are enlarged (nearest) by an integer factor for legibility."""
+
+    def validate(self) -> None:
+        """Check the numeric options before the model is built; the messages name the flags."""
+        from ovcore.command import check_min, check_range
+
+        super().validate()
+        check_range("--alpha", self.alpha, 0.0, 1.0)
+        check_min("--overlay-min-side", self.overlay_min_side, 0)
 
 
 def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
@@ -159,12 +167,13 @@ def predict_files(
 
 def run(cfg: PredictConfig) -> list[dict[str, Any]]:
     """Body of ``sed-predict`` (inputs are checked before the model is built)."""
+    from ovcore.command import check_output_dir
     from ovcore.train import resolve_device
 
+    cfg.validate()
     names = resolve_vocabulary(cfg.classes, cfg.classes_file, cfg.dataset_classes)
     paths = collect_images(cfg.inputs)
-    if not 0.0 <= cfg.alpha <= 1.0:
-        raise ValueError(f"--alpha must lie in [0, 1], got {cfg.alpha}")
+    check_output_dir(cfg.output_dir, "--output-dir")
     device = resolve_device(cfg.device)
     model, what, topk = load_model_from(cfg, device)
     cer = f"top-{topk}" if topk else "off"
@@ -181,9 +190,8 @@ def run(cfg: PredictConfig) -> list[dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script ``sed-predict``."""
-    cfg = tyro.cli(PredictConfig, args=argv, prog="sed-predict")
     setup_logging()
-    return run_cli(lambda: run(cfg), "sed-predict")
+    return run_command("sed-predict", lambda: run(tyro.cli(PredictConfig, args=argv, prog="sed-predict")))
 
 
 if __name__ == "__main__":  # pragma: no cover

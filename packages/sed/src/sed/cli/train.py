@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ovcore.command import run_command
 from ovcore.train import OptimConfig, ScheduleConfig, TrainConfig
-from sed.cli._common import fmt, run_cli, say, setup_logging
+from sed.cli._common import fmt, say, setup_logging
 
 __all__ = ["SEDTrainConfig", "train_presets", "demo_recipe", "paper_recipe", "run", "main"]
 
@@ -88,6 +89,23 @@ class SEDTrainConfig(TrainConfig):
 
     eval_pooling: int = 1
     """Class-attention pooling in evaluation (eval.sh: 1; the official periodic evaluation kept training's 2)."""
+
+    def validate(self) -> None:
+        """The engine's numeric checks plus SED's own (sizes, probabilities, evaluation options)."""
+        from ovcore.command import check_min, check_range
+
+        super().validate()
+        for option, value, minimum in (
+            ("--short-edge", self.short_edge, 1),
+            ("--max-size", self.max_size, 1),
+            ("--crop-size", self.crop_size, 1),
+            ("--eval-max-images", self.eval_max_images, 1),
+            ("--eval-topk", self.eval_topk, 0),
+            ("--eval-pooling", self.eval_pooling, 1),
+            ("--clip-multiplier", self.clip_multiplier, 0),
+        ):
+            check_min(option, value, minimum)
+        check_range("--flip-prob", self.flip_prob, 0.0, 1.0)
 
 
 def paper_recipe(preset: str) -> SEDTrainConfig:
@@ -181,6 +199,7 @@ def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any]:
         evaluate_model,
         first_images,
         quiet_logger,
+        read_weights,
         require_file,
         resolve_benchmarks,
     )
@@ -191,7 +210,9 @@ def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any]:
         info = dataset_info(cfg.dataset)
     except ValueError as err:
         raise ValueError(f"--dataset: {err}") from None
-    init = require_file(cfg.init_checkpoint, "--init-checkpoint")
+    init_path = require_file(cfg.init_checkpoint, "--init-checkpoint")
+    # Read now, so a damaged file is reported before anything is built.
+    init = read_weights(init_path, "--init-checkpoint") if init_path is not None else None
     if cfg.pretrained_clip is not None and Path(cfg.pretrained_clip).suffix in (".bin", ".pt", ".pth", ".safetensors"):
         require_file(cfg.pretrained_clip, "--pretrained-clip")
     train_names = get_class_names(cfg.dataset)
@@ -199,7 +220,8 @@ def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any]:
         cfg.short_edge, cfg.max_size, cfg.crop_size, color_aug=cfg.color_aug, flip_prob=cfg.flip_prob,
         ignore_index=info.ignore_index,
     )
-    train_set = build_split(cfg.dataset, cfg.data_root, cfg.train_split, transform)
+    fallback = cfg.data_root is None  # a root the user named must hold the data
+    train_set = build_split(cfg.dataset, cfg.data_root, cfg.train_split, transform, memory_fallback=fallback)
 
     def make_model() -> Any:
         model = sed.create_sed(
@@ -217,7 +239,8 @@ def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any]:
     if cfg.eval_every > 0 or cfg.eval_at_end:
         bench = resolve_benchmarks([cfg.eval_dataset or cfg.dataset], "--eval-dataset")[0]
         protocol = eval_protocol(bench.dataset)
-        eval_set = build_split(bench.dataset, cfg.data_root, cfg.eval_split, eval_transform(sed.load_config(cfg.model)))
+        eval_set = build_split(bench.dataset, cfg.data_root, cfg.eval_split, eval_transform(sed.load_config(cfg.model)),
+                               memory_fallback=fallback)
         eval_set = first_images(eval_set, cfg.eval_max_images, "--eval-max-images")
 
         def evaluate_fn(model: Any, iteration: int) -> dict[str, Any]:
@@ -230,13 +253,35 @@ def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any]:
     return make_model, train_set, evaluate_fn
 
 
+def _method_recipe(cfg: SEDTrainConfig, train_set: Any) -> dict[str, Any]:
+    """SED's sections of the effective recipe (the engine adds optimizer, schedule and batch)."""
+    from ovcore.train import dataset_transform, describe_transform
+
+    transform = dataset_transform(train_set)
+    method = {
+        "name": "sed",
+        "model": cfg.model,
+        "pretrained_clip": cfg.pretrained_clip,
+        "clip_multiplier": cfg.clip_multiplier,
+        "dataset": cfg.dataset,
+        "train_split": cfg.train_split,
+    }
+    return {"method": method, "augmentation": describe_transform(transform) if transform is not None else None}
+
+
 def run(cfg: SEDTrainConfig) -> Any:
     """Body of ``sed-train``: check the inputs, train, and say where the results are."""
+    from ovcore.command import check_output_dir, require_file
     from ovcore.data import collate_samples
     from ovcore.train import train
 
+    # Options and paths first: a typo is reported before the datasets and the model are built.
+    cfg.validate()
+    check_output_dir(cfg.output_dir, "--output-dir")
+    require_file(cfg.resume_from, "--resume-from")
     make_model, train_set, evaluate_fn = build_training(cfg)
-    result = train(cfg, make_model, train_set, evaluate_fn=evaluate_fn, collate_fn=collate_samples)
+    result = train(cfg, make_model, train_set, evaluate_fn=evaluate_fn, collate_fn=collate_samples,
+                   recipe=_method_recipe(cfg, train_set))
     if result.is_main:
         out = Path(cfg.output_dir)
         say(f"sed-train: {result.iteration} iterations done; run folder {out.resolve()}")
@@ -261,9 +306,8 @@ def parse(argv: Sequence[str] | None = None) -> SEDTrainConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script ``sed-train``."""
-    cfg = parse(argv)
     setup_logging()
-    return run_cli(lambda: run(cfg), "sed-train")
+    return run_command("sed-train", lambda: run(parse(argv)))
 
 
 if __name__ == "__main__":  # pragma: no cover

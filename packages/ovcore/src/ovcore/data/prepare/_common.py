@@ -15,6 +15,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ovcore.data.catalog import default_root
+from ovcore.files import remove_stale_temporaries
 
 __all__ = [
     "PrepareReport",
@@ -28,6 +29,7 @@ __all__ = [
     "require_file",
     "check_splits",
     "read_id_list",
+    "remove_stale_outputs",
 ]
 
 logger = logging.getLogger("ovcore.data.prepare")
@@ -160,6 +162,22 @@ def label_jobs(src: Path, dst: Path, how: str) -> list[Job]:
     return jobs
 
 
+def remove_stale_outputs(split: SplitJobs) -> int:
+    """Delete the hidden temporaries a prepare run killed mid-write left among this split's outputs.
+
+    Every output is written with :func:`ovcore.files.atomic_write`, so a killed run leaves no torn output, only
+    ``.<name>.<pid>.<token>.tmp`` files of dead processes, which would otherwise stay in the dataset folders forever.
+
+    Returns:
+        How many files were deleted.
+    """
+    folders = {p.parent for job in split.jobs for p in job.outputs} | {p for p in split.outputs if p.is_dir()}
+    removed = sum(len(remove_stale_temporaries(folder)) for folder in sorted(folders))
+    if removed:
+        logger.info("%s: removed %d temporary files left by an interrupted run", split.label, removed)
+    return removed
+
+
 def convert_splits(
     dataset: str,
     convert: Callable[[Job], str],
@@ -176,6 +194,7 @@ def convert_splits(
     """
     report = PrepareReport(dataset)
     for split in splits:
+        remove_stale_outputs(split)
         desc = f"{dataset} {split.label}"
         report.add(run_jobs(convert, split.jobs, overwrite=overwrite, workers=workers, desc=desc, progress=progress))
         report.outputs.extend(split.outputs)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import pickle
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from ovcore.data.prepare._common import (
     resolve_root,
 )
 from ovcore.data.transforms.functional import resize_image_bilinear, resize_label_nearest
+from ovcore.safe_load import load_pickle_file
 
 __all__ = ["prepare_ade20k_150", "prepare_ade20k_847", "ade847_lut", "ade_full_class_mask"]
 
@@ -142,7 +142,7 @@ def _convert_847(job: Job) -> str:
     size = _shorter_side_512(*image.shape[1:])
     if size is not None:
         image = resize_image_bilinear(image, size)
-        classes = resize_label_nearest(classes, size)
+        classes = resize_label_nearest(classes, size, backend="opencv")  # the official script uses cv2
     write_image(job.outputs[0], image)
     write_label(job.outputs[1], ade847_lut()[classes.numpy()], dtype=np.uint16)
     return "written"
@@ -152,9 +152,8 @@ def _index_entries(base: Path, root: Path) -> list[tuple[Path, str]]:
     """``(image_path, file_name)`` of every image, from ``index_ade20k.pkl`` or by globbing."""
     index_path = base / "index_ade20k.pkl"
     if index_path.is_file():
-        # The official index is a pickle; only open one you downloaded yourself.
-        with open(index_path, "rb") as f:
-            index = pickle.load(f)
+        # The official index is a pickle of lists and numpy arrays: read it without admitting any other object.
+        index = load_pickle_file(index_path, what="ADE20K index")
         if not isinstance(index, dict) or "folder" not in index or "filename" not in index:
             raise ValueError(f"{index_path} has no 'folder'/'filename' lists; is it the ADE20K_2021_17_01 index?")
         entries = []

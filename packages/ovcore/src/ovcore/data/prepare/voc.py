@@ -10,6 +10,11 @@ Outputs, same basename as the image:
 * ``annotations_detectron2/<split>/*.png``: 0 -> 255, k -> k-1, 255 stays (PAS-20, ``voc_zs``).
 * ``annotations_detectron2_bg/<split>/*.png``: 0 -> 20, k -> k-1, 255 stays (PAS-20b).
 
+Training set (``train_set``): ``"aug"`` (default) is the 10,582 images of ``train.txt`` + ``aug.txt`` that every
+zero-shot VOC paper trains on (SBD-augmented, mmseg's ``voc_aug``); it needs ``aug.txt`` and
+``SegmentationClassAug`` and is an error without them. ``"train"`` prepares only the 1,464 images of ``train.txt``
+(VOC's own masks), on explicit request.
+
 The label of an id is read from the first of ``SegmentationClassAug``/``SegmentationClass`` that has it for
 ``val`` (SED reads SegmentationClassAug, whose val masks are VOC's own) and from ``SegmentationClass`` then
 ``SegmentationClassAug`` for ``train`` (mmseg: VOC masks for train.txt, SBD masks for aug.txt). As in SED, a
@@ -38,7 +43,7 @@ from ovcore.data.prepare._common import (
     resolve_root,
 )
 
-__all__ = ["prepare_voc", "voc_lut"]
+__all__ = ["VOC_AUG_TRAIN_IMAGES", "VOC_TRAIN_SETS", "prepare_voc", "voc_lut"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +56,18 @@ _LABEL_DIRS = {
     "val": ("SegmentationClassAug", "SegmentationClass"),
     "train": ("SegmentationClass", "SegmentationClassAug"),
 }
-_ID_LISTS = {"val": ("val.txt",), "train": ("train.txt", "aug.txt")}
+VOC_TRAIN_SETS: dict[str, tuple[str, ...]] = {"aug": ("train.txt", "aug.txt"), "train": ("train.txt",)}
+"""Id lists of each ``train_set``: the 10,582-image SBD-augmented set (default) or VOC's own 1,464 images."""
+
+VOC_AUG_TRAIN_IMAGES = 10582
+"""Images of train.txt + aug.txt (mmseg's voc_aug; the training set of ZegCLIP, CLIP-ZSS and the other papers)."""
+
+_AUG_HOW = (
+    "the 10,582-image training set needs VOCdevkit/VOC2012/SegmentationClassAug/ (SBD masks converted to grey PNGs, "
+    "e.g. SegmentationClassAug.zip or mmseg's tools/dataset_converters/voc_aug.py on SBD's benchmark.tgz) and "
+    "ImageSets/Segmentation/aug.txt (the SBD ids outside VOC val; voc_aug.py writes it); to prepare only the 1,464 "
+    "images of train.txt instead, pass --train-set train (not the papers' training set)"
+)
 
 
 def voc_lut(background: int) -> np.ndarray:
@@ -82,18 +98,39 @@ def _convert(job: Job) -> str:
     return statuses[0]
 
 
-def _split_jobs(voc: Path, sets: Path, splits: Sequence[str]) -> Iterator[SplitJobs]:
+def _check_aug_inputs(voc: Path, sets: Path) -> None:
+    """The 10,582-image training set's inputs exist (an error otherwise, never a quietly smaller set)."""
+    require_file(sets / "aug.txt", "VOC aug id list (train_set 'aug')", _AUG_HOW)
+    if not (voc / "SegmentationClassAug").is_dir():
+        raise FileNotFoundError(f"VOC SBD masks not found: {voc / 'SegmentationClassAug'} is missing; {_AUG_HOW}")
+
+
+def _split_ids(sets: Path, split: str, train_set: str) -> list[str]:
+    """The ids of a split: val.txt, or the id lists of ``train_set`` (duplicates dropped, order kept)."""
+    lists = VOC_TRAIN_SETS[train_set] if split == "train" else ("val.txt",)
+    ids: list[str] = []
+    for list_name in lists:
+        ids += read_id_list(require_file(sets / list_name, f"VOC {split} id list", _HOW))
+    ids = list(dict.fromkeys(ids))
+    if split == "train" and train_set == "aug" and len(ids) != VOC_AUG_TRAIN_IMAGES:
+        logger.warning(
+            "train.txt + aug.txt hold %d distinct ids, not the %d of the papers' training set",
+            len(ids),
+            VOC_AUG_TRAIN_IMAGES,
+        )
+    if split == "train" and train_set == "train":
+        logger.warning(
+            "preparing VOC's own train.txt (%d images, --train-set train): the papers train on the %d-image "
+            "train.txt + aug.txt set",
+            len(ids),
+            VOC_AUG_TRAIN_IMAGES,
+        )
+    return ids
+
+
+def _split_jobs(voc: Path, sets: Path, splits: Sequence[str], train_set: str) -> Iterator[SplitJobs]:
     for split in splits:
-        ids: list[str] = []
-        for i, list_name in enumerate(_ID_LISTS[split]):
-            path = sets / list_name
-            if i == 0:
-                require_file(path, f"VOC {split} id list", _HOW)
-            elif not path.is_file():
-                logger.warning("%s not found: training on %s only (%d ids)", path, _ID_LISTS[split][0], len(ids))
-                continue
-            ids += read_id_list(path)
-        ids = list(dict.fromkeys(ids))
+        ids = _split_ids(sets, split, train_set)
         jobs, missing = [], []
         for image_id in ids:
             src = next(
@@ -125,23 +162,36 @@ def prepare_voc(
     overwrite: bool = False,
     workers: int = 0,
     progress: bool = True,
+    train_set: str = "aug",
 ) -> PrepareReport:
     """Write ``VOCdevkit/VOC2012/annotations_detectron2{,_bg}/<split>``.
 
     Args:
         root: dataset root (default ``$DETECTRON2_DATASETS`` or ``./datasets``).
-        splits: ``"val"`` (default; PAS-20/PAS-20b evaluation) and/or ``"train"`` (train.txt + aug.txt).
+        splits: ``"val"`` (default; PAS-20/PAS-20b evaluation) and/or ``"train"`` (zero-shot training).
         overwrite: rewrite existing outputs.
         workers: worker processes (0: none).
         progress: show progress bars.
+        train_set: ``"aug"``: train.txt + aug.txt, the 10,582 images the papers train on (needs aug.txt and
+            SegmentationClassAug); ``"train"``: only the 1,464 images of train.txt.
+
+    Raises:
+        ValueError: unknown split or train set.
+        FileNotFoundError: missing inputs; for the "aug" training set, a missing aug.txt or SegmentationClassAug.
     """
+    if train_set not in VOC_TRAIN_SETS:
+        raise ValueError(
+            f"ovcore prepare voc: unknown --train-set {train_set!r}; choose from {', '.join(VOC_TRAIN_SETS)}"
+        )
     voc = require_dir(resolve_root(root) / "VOCdevkit" / "VOC2012", "PASCAL VOC 2012", _HOW)
     sets = require_dir(voc / "ImageSets" / "Segmentation", "VOC segmentation id lists", _HOW)
     chosen = check_splits(splits, ["train", "val"], "ovcore prepare voc")
+    if "train" in chosen and train_set == "aug":
+        _check_aug_inputs(voc, sets)
     label_roots = [voc / d for d in ("SegmentationClass", "SegmentationClassAug") if (voc / d).is_dir()]
     if not label_roots:
         raise FileNotFoundError(
             f"VOC labels not found: neither {voc}/SegmentationClass nor SegmentationClassAug; {_HOW}"
         )
-    work = _split_jobs(voc, sets, chosen)
+    work = _split_jobs(voc, sets, chosen, train_set)
     return convert_splits("voc", _convert, work, overwrite=overwrite, workers=workers, progress=progress)

@@ -4,12 +4,15 @@ Images are uint8 tensors (3, H, W) RGB, labels int64 tensors (H, W). Randomness 
 ``torch.Generator`` (``None``: torch's global RNG, which DataLoader seeds differently in every worker).
 
 Backends follow the originals: detectron2 resizes uint8 images with PIL bilinear and labels (stored as float64
-there) with ``F.interpolate(mode="nearest")``; mmcv resizes with cv2 (bilinear without antialiasing, nearest =
-floor). cv2 is not a dependency, so its bilinear is emulated with ``F.interpolate`` (±1 grey level) and its
-uint8 HSV conversion is reproduced with the same fixed-point tables.
+there) with ``F.interpolate(mode="nearest")``; mmcv resizes with cv2 (bilinear without antialiasing; nearest with
+OpenCV's own index rounding, see ``resize_label_nearest``). cv2 is not a dependency, so its bilinear is emulated
+with ``F.interpolate`` (±1 grey level) and its uint8 HSV conversion is reproduced with the same fixed-point tables.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -25,9 +28,11 @@ __all__ = [
     "resize_image_pil",
     "resize_image_bilinear",
     "resize_label_nearest",
+    "opencv_nearest_index",
     "random_crop_box",
     "category_crop_box",
     "pad_bottom_right",
+    "pad_mask_bottom_right",
     "rgb_to_hsv_u8",
     "hsv_to_rgb_u8",
     "photometric_distortion",
@@ -85,17 +90,55 @@ def resize_image_bilinear(image: torch.Tensor, size: tuple[int, int]) -> torch.T
     return out[0].round_().clamp_(0, 255).to(torch.uint8)
 
 
-def resize_label_nearest(label: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour resize with source index ``floor(dst * in / out)`` (torch "nearest" and cv2 nearest).
+def resize_label_nearest(
+    label: torch.Tensor, size: tuple[int, int], *, backend: Literal["opencv", "torch"]
+) -> torch.Tensor:
+    """Nearest-neighbour label resize, index for index as OpenCV or as torch.
 
-    Exact integer arithmetic, so any label value (e.g. 65535) survives unchanged.
+    The two libraries pick different source rows/columns for some size pairs (e.g. 2200 -> 768), so each pipeline
+    uses the one its original used: ``"opencv"`` for the official conversion scripts and mmcv/mmseg
+    (``cv2.resize(..., interpolation=cv2.INTER_NEAREST)``), ``"torch"`` for detectron2/SED, which resizes labels
+    stored as float64 with ``F.interpolate(mode="nearest")``. Label values are only moved (through float64 on
+    the torch path, exact below 2**53), so any label id (e.g. 65535) survives unchanged.
+
+    Args:
+        label: integer tensor (..., H, W).
+        size: output (h, w).
+        backend: ``"opencv"`` or ``"torch"``.
+
+    Returns:
+        The resized label, same dtype.
     """
     h, w = label.shape[-2:]
     if (h, w) == tuple(size):
         return label
-    rows = torch.arange(size[0], dtype=torch.int64) * h // size[0]
-    cols = torch.arange(size[1], dtype=torch.int64) * w // size[1]
+    if backend == "torch":
+        return _resize_label_like_detectron2(label, size)
+    if backend != "opencv":
+        raise ValueError(f"unknown label resize backend {backend!r} (expected 'opencv' or 'torch')")
+    rows, cols = opencv_nearest_index(h, size[0]), opencv_nearest_index(w, size[1])
     return label.index_select(-2, rows).index_select(-1, cols)
+
+
+def opencv_nearest_index(n_in: int, n_out: int) -> torch.Tensor:
+    """Source indices of cv2 ``INTER_NEAREST``: ``min(floor(dst * (1 / (n_out / n_in))), n_in - 1)``.
+
+    OpenCV stores the inverse scale ``n_out / n_in`` and inverts it again, both in double precision; the rounding
+    of that double round trip (not the exact ``dst * n_in / n_out``) decides the index, so it is replicated as is.
+    """
+    scale = 1.0 / (n_out / n_in)  # Python floats are IEEE doubles, as OpenCV's
+    index = torch.floor(torch.arange(n_out, dtype=torch.float64) * scale).to(torch.int64)
+    return index.clamp_(max=n_in - 1)
+
+
+def _resize_label_like_detectron2(label: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    # torch's nearest index rounding depends on the kernel path (dtype, memory layout, special-cased scales), so
+    # the label goes through exactly detectron2's call: an (H, W, C) float64 array viewed as (1, C, H, W) by a
+    # permute. float64 holds every label value exactly.
+    h, w = label.shape[-2:]
+    hwc = label.reshape(-1, h, w).permute(1, 2, 0).to(torch.float64).contiguous()
+    out = F.interpolate(hwc[:, :, None].permute(2, 3, 0, 1), size=tuple(size), mode="nearest")
+    return out[0].to(label.dtype).reshape(*label.shape[:-2], *size)
 
 
 # ---------------------------------------------------------------------------------------------- crop / pad
@@ -146,14 +189,34 @@ def category_crop_box(
     return box
 
 
-def pad_bottom_right(x: torch.Tensor, size: tuple[int, int], value: int) -> torch.Tensor:
-    """Pad the last two dims on the bottom/right up to ``size`` with ``value`` (no-op when already large)."""
+def pad_bottom_right(x: torch.Tensor, size: tuple[int, int], value: int | Sequence[int]) -> torch.Tensor:
+    """Pad the last two dims on the bottom/right up to ``size`` (no-op when already large).
+
+    Args:
+        x: (..., H, W) tensor; (C, H, W) when ``value`` is per channel.
+        size: (h, w) to pad to.
+        value: One fill value, or one per channel (a colour, e.g. the normalisation mean).
+    """
     h, w = x.shape[-2:]
     if h >= size[0] and w >= size[1]:
         return x
-    out = x.new_full((*x.shape[:-2], max(h, size[0]), max(w, size[1])), value)
+    out = x.new_zeros((*x.shape[:-2], max(h, size[0]), max(w, size[1])))
+    if isinstance(value, (int, float)):
+        out.fill_(value)
+    else:
+        if x.ndim != 3 or x.shape[0] != len(value):
+            raise ValueError(f"a per-channel pad value {tuple(value)} needs a (C, H, W) tensor, got {tuple(x.shape)}")
+        out[:] = torch.as_tensor(list(value), dtype=x.dtype).view(-1, 1, 1)
     out[..., :h, :w] = x
     return out
+
+
+def pad_mask_bottom_right(h: int, w: int, size: tuple[int, int]) -> torch.Tensor:
+    """Bool mask of what :func:`pad_bottom_right` adds to an (h, w) map: True on the padded rows and columns."""
+    out_h, out_w = max(h, size[0]), max(w, size[1])
+    mask = torch.ones(out_h, out_w, dtype=torch.bool)
+    mask[:h, :w] = False
+    return mask
 
 
 # ---------------------------------------------------------------------------------------------- colour

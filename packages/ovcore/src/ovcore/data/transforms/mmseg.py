@@ -7,7 +7,12 @@ import torch
 from ovcore.data.transforms import functional as TF
 from ovcore.data.transforms._base import Sample, SampleTransform
 
-__all__ = ["MMSegTrainTransform", "MMSegTestTransform"]
+__all__ = ["MMSEG_PAD_COLOUR", "MMSegTrainTransform", "MMSegTestTransform"]
+
+MMSEG_PAD_COLOUR = (124, 116, 104)
+"""mmseg's ImageNet mean (123.675, 116.28, 103.53) rounded: mmseg pads after normalising, with 0, so a padded pixel
+is the mean colour; padding the uint8 crop with it gives the same input (within 0.006) to a network that normalises
+with that mean."""
 
 
 class MMSegTrainTransform(SampleTransform):
@@ -21,7 +26,10 @@ class MMSegTrainTransform(SampleTransform):
        crop pixels; 10 tries, then one unchecked box, as mmseg).
     3. Horizontal flip with probability ``flip_prob``.
     4. Photometric distortion (mmseg ``PhotoMetricDistortion``).
-    5. Pad bottom/right to ``crop_size``: image ``pad_value`` (0), label ``ignore_index`` (255).
+    5. Pad bottom/right to ``crop_size``: image ``pad_value`` (the mean colour, see :data:`MMSEG_PAD_COLOUR`), label
+       ``ignore_index`` (255). The sample also gets ``"pad_mask"`` (bool (H, W), True on the padding), so a model
+       can set the padding to exactly 0 after its own normalisation (mmseg's pad-after-normalise) whatever mean it
+       uses (CLIP-ZSS does, for its student and for its CLIP teacher).
 
     Args:
         scale: (long, short) base scale.
@@ -30,7 +38,9 @@ class MMSegTrainTransform(SampleTransform):
         cat_max_ratio: category ratio limit of the crop (1.0 disables).
         flip_prob: horizontal flip probability.
         photometric: apply the photometric distortion.
-        pad_value: image padding value.
+        pad_value: image padding colour (one value or one per channel); 0 gives black borders, which mmseg does
+            not produce.
+        return_pad_mask: add ``"pad_mask"`` to the sample.
         ignore_index: label padding value and the category ignored by the crop constraint.
         generator: default RNG (see :class:`SampleTransform`).
     """
@@ -44,14 +54,15 @@ class MMSegTrainTransform(SampleTransform):
         cat_max_ratio: float = 0.75,
         flip_prob: float = 0.5,
         photometric: bool = True,
-        pad_value: int = 0,
+        pad_value: int | tuple[int, int, int] = MMSEG_PAD_COLOUR,
+        return_pad_mask: bool = True,
         ignore_index: int = 255,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(generator)
         self.scale, self.ratio_range, self.crop_size = tuple(scale), tuple(ratio_range), tuple(crop_size)
         self.cat_max_ratio, self.flip_prob, self.photometric = cat_max_ratio, flip_prob, photometric
-        self.pad_value, self.ignore_index = pad_value, ignore_index
+        self.pad_value, self.return_pad_mask, self.ignore_index = pad_value, return_pad_mask, ignore_index
 
     def __call__(self, sample: Sample, generator: torch.Generator | None = None) -> Sample:
         gen = self._gen(generator)
@@ -62,7 +73,7 @@ class MMSegTrainTransform(SampleTransform):
         target = (int(self.scale[0] * ratio), int(self.scale[1] * ratio))
         size = TF.mmcv_rescale_size(*image.shape[1:], target)
         image = TF.resize_image_bilinear(image, size)
-        label = TF.resize_label_nearest(label, size)
+        label = TF.resize_label_nearest(label, size, backend="opencv")
         y0, x0, ch, cw = TF.category_crop_box(
             label, *self.crop_size, self.cat_max_ratio, self.ignore_index, gen, resample_after_last_try=True
         )
@@ -72,9 +83,11 @@ class MMSegTrainTransform(SampleTransform):
             image, label = image.flip(-1), label.flip(-1)
         if self.photometric:
             image = TF.photometric_distortion(image, gen, hue_inclusive=False)
-        image = TF.pad_bottom_right(image, self.crop_size, self.pad_value).contiguous()
-        label = TF.pad_bottom_right(label, self.crop_size, self.ignore_index).contiguous()
-        return {**sample, "image": image, "label": label}
+        out = {**sample, "image": TF.pad_bottom_right(image, self.crop_size, self.pad_value).contiguous()}
+        out["label"] = TF.pad_bottom_right(label, self.crop_size, self.ignore_index).contiguous()
+        if self.return_pad_mask:
+            out["pad_mask"] = TF.pad_mask_bottom_right(*label.shape, self.crop_size)
+        return out
 
 
 class MMSegTestTransform(SampleTransform):
@@ -113,5 +126,5 @@ class MMSegTestTransform(SampleTransform):
         size = self.output_size(*image.shape[1:])
         out = {**sample, "image": TF.resize_image_bilinear(image, size)}
         if label is not None and self.resize_label:
-            out["label"] = TF.resize_label_nearest(label, size)
+            out["label"] = TF.resize_label_nearest(label, size, backend="opencv")
         return out

@@ -57,7 +57,7 @@ class SEDTrainTransform(SampleTransform):
             raise ValueError("SEDTrainTransform needs sample['label']")
         size = TF.shortest_edge_size(*image.shape[1:], self.short_edge, self.max_size)
         image = TF.resize_image_pil(image, size)
-        label = TF.resize_label_nearest(label, size)
+        label = TF.resize_label_nearest(label, size, backend="torch")
         y0, x0, ch, cw = TF.category_crop_box(
             label, self.crop_size, self.crop_size, self.cat_max_ratio, self.ignore_index, gen
         )
@@ -90,5 +90,5 @@ class SEDTestTransform(SampleTransform):
         size = TF.shortest_edge_size(*image.shape[1:], self.short_edge, self.max_size)
         out = {**sample, "image": TF.resize_image_pil(image, size)}
         if label is not None and self.resize_label:
-            out["label"] = TF.resize_label_nearest(label, size)
+            out["label"] = TF.resize_label_nearest(label, size, backend="torch")
         return out
