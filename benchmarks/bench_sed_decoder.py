@@ -3,9 +3,10 @@
 Rows (``benchmarks/results/sed_decoder.json``), one per (T, k, provider):
 
 * provider ``official``: the faithful re-implementation of the official forward in ``tests/sed/official_sed.py``
-  (spec §4-§5: cost rearranged to (B*T, P, h, w), K1..K3 and the repeated skip guidance built for every class,
-  concat + DoubleConv, nested boolean masks for category early rejection), final head only for the plain decoder;
-* provider ``ours``: `sed.Aggregator` (chunked, fused, per-image CER), same weights and inputs;
+  (SED paper, Sec. 3.2-3.3: cost rearranged to (B*T, P, h, w), K1..K3 and the repeated skip guidance built for every
+  class, concat + DoubleConv, nested boolean masks for category early rejection), final head only for the plain
+  decoder;
+* provider ``ours``: `sed.Aggregator.infer` / `forward_cer` (chunked, fused, per-image CER), same weights and inputs;
 * ``k = "all"`` is the plain decoder (no CER, the paper's Table 7 "All"), ``k`` in 1/2/4/8 the CER path;
   ``kept`` lists the categories kept before decoder1/2/3 (identical for both providers: same math).
 
@@ -45,7 +46,7 @@ def official_decoder(agg: sed.Aggregator, cost: torch.Tensor, feats: list[torch.
 def ours_decoder(agg: sed.Aggregator, cost: torch.Tensor, feats: list[torch.Tensor], k: int | None):
     if k is None:
         t = cost.shape[2]
-        return agg(cost, feats)[0].sigmoid_(), [t, t, t]
+        return agg.infer(cost, feats)[0].sigmoid_(), [t, t, t]
     probs, stats = agg.forward_cer(cost, feats, k)
     return probs, stats["kept"][0]
 

@@ -1,7 +1,10 @@
-"""A straightforward re-implementation of the official SED decoder forward (spec §4, §5), for equivalence tests.
+"""A straightforward re-implementation of the official SED decoder forward (SED paper, Sec. 3.2-3.3), for
+equivalence tests.
 
-It runs on the parameters of `sed.Aggregator` (same names as the official module) but follows the official code
-step by step: cost rearranged to (B*T, P, h, w), the skip guidance repeated T times and concatenated with the
+It runs on the parameters of `sed.Aggregator` (the official module names, except inside a layer:
+``conv.double_conv.0/1/3/4`` are ``conv.conv1/norm1/conv2/norm2`` and ``attention.MLP.0/2`` are
+``attention.fc1/fc2``) but follows the official code step by step, with functional ops rather than the package's
+block forwards: cost rearranged to (B*T, P, h, w), the skip guidance repeated T times and concatenated with the
 upsampled features and the cost guidance, the class attention with the official rearranges and the v / L fp16
 guard, and the fast (CER) path with nested boolean masks (batch 1 only, like the official code). tests/sed,
 tests/kernels and the benchmarks import this one copy (the root pytest config puts this folder on ``sys.path``).
@@ -38,6 +41,18 @@ def linear_attention(a, x):
     return out.reshape(n, length, c)
 
 
+def mlp(m, x):
+    """Official ``MLP = Sequential(Linear(C, 4C), ReLU, Linear(4C, C))``."""
+    return F.linear(F.relu(F.linear(x, m.fc1.weight, m.fc1.bias)), m.fc2.weight, m.fc2.bias)
+
+
+def double_conv(m, x):
+    """Official ``DoubleConv``: (Conv3x3 no bias -> GroupNorm(C_out // 16, eps 1e-5) -> ReLU) x 2."""
+    groups = max(1, m.conv1.weight.shape[0] // 16)  # the tiny test presets have fewer than 16 channels
+    x = F.relu(F.group_norm(F.conv2d(x, m.conv1.weight, padding=1), groups, m.norm1.weight, m.norm1.bias, 1e-5))
+    return F.relu(F.group_norm(F.conv2d(x, m.conv2.weight, padding=1), groups, m.norm2.weight, m.norm2.bias, 1e-5))
+
+
 def class_attention(m, x, pool):
     b, c, t, h, w = x.shape
     xp = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
@@ -46,7 +61,7 @@ def class_attention(m, x, pool):
     hp, wp = xp.shape[-2:]
     xp = xp.reshape(b, t, c, hp, wp).permute(0, 3, 4, 1, 2).reshape(b * hp * wp, t, c)
     xp = xp + linear_attention(m.attention, m.norm1(xp))
-    xp = xp + m.MLP(m.norm2(xp))
+    xp = xp + mlp(m, m.norm2(xp))
     xp = xp.reshape(b, hp, wp, t, c).permute(0, 3, 4, 1, 2).reshape(b * t, c, hp, wp)
     xp = F.interpolate(xp, size=(h, w), mode="bilinear", align_corners=True)
     xp = xp.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
@@ -63,7 +78,7 @@ def up_layer(m, x, guidance, corr_guidance, batch, pool):
     t = x.size(0) // guidance.size(0)
     guidance = guidance.unsqueeze(1).expand(-1, t, -1, -1, -1).reshape(bt, *guidance.shape[1:])
     x = torch.cat([x, guidance, corr_guidance], dim=1)
-    return m.conv.double_conv(x)
+    return double_conv(m.conv, x)
 
 
 def prepare(agg, cost, features):

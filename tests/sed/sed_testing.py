@@ -13,7 +13,7 @@ def perturb_norms(module: nn.Module, seed: int = 0) -> nn.Module:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in module.named_parameters():
-            if "norm" in name or "double_conv.1" in name or "double_conv.4" in name or name.endswith("gamma"):
+            if "norm" in name or name.endswith("gamma"):
                 base = 1.0 if name.endswith(("weight", "gamma")) else 0.0
                 p.copy_(base + 0.2 * torch.randn(p.shape, generator=gen))
     return module

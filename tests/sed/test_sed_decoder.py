@@ -32,15 +32,43 @@ def test_autograd_path_matches_official(mode: str) -> None:
     "mode,chunk,workers", [("eval", None, None), ("eval", 500, None), ("eval", 500, 1), ("train", None, 3)]
 )
 def test_inference_path_matches_official(mode: str, chunk: int | None, workers: int | None) -> None:
-    # The chunked no-grad path (tiny chunk budgets force one class / a few pixels per chunk), on worker threads
+    # The chunked inference path (tiny chunk budgets force one class / a few pixels per chunk), on worker threads
     # (default: one per intra-op thread) or sequentially.
     agg = getattr(make_aggregator("l", chunk_elems=chunk, workers=workers), mode)()
     cost, feats = decoder_inputs(2, 6, 4, guidance=(768, 384, 192), seed=1)
     with torch.no_grad():
         ref = official_forward(agg, cost, feats, pool=agg.pooling)
+    logits, aux = agg.infer(cost, feats, with_aux=True)
+    assert not logits.requires_grad
+    for ours, theirs in zip([logits, *aux], ref, strict=True):
+        _close(ours, theirs)
+
+
+def test_forward_is_the_training_path_in_any_grad_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Evaluating the training loss under no_grad runs the same batched path (pooling 2 in train mode)."""
+    agg = make_aggregator("b").train()
+    cost, feats = decoder_inputs(1, 3, 4, seed=6)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("forward must not switch to the inference path")
+
+    monkeypatch.setattr(agg, "_infer_image", fail)
+    with torch.no_grad():
+        ref = official_forward(agg, cost, feats, pool=2)
         logits, aux = agg(cost, feats)
     for ours, theirs in zip([logits, *aux], ref, strict=True):
         _close(ours, theirs)
+
+
+def test_predict_uses_the_inference_path(tiny_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    decoder = tiny_model.decoder
+    calls: list[str] = []
+    infer = decoder.infer
+    monkeypatch.setattr(decoder, "infer", lambda *a, **kw: calls.append("infer") or infer(*a, **kw))
+    monkeypatch.setattr(decoder, "forward", lambda *a, **kw: calls.append("forward"))
+    images = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    probs = tiny_model.predict(images, k=None)["probs"]
+    assert calls == ["infer"] and probs.shape[-2:] == (32, 32)
 
 
 def test_fold_up_into_conv_is_exact() -> None:
@@ -95,7 +123,7 @@ def test_stage_shapes_768(variant: str) -> None:
     assert shapes["head2"] == (2, 1, 96, 96) and shapes["head"] == (2, 1, 192, 192)
     assert logits.shape == (1, 2, 192, 192)
     assert [tuple(a.shape) for a in aux] == [(1, 2, 24, 24), (1, 2, 48, 48), (1, 2, 96, 96)]
-    assert agg.decoder1.conv.double_conv[0].weight.shape == (64, 160, 3, 3)
+    assert agg.decoder1.conv.conv1.weight.shape == (64, 160, 3, 3)
     assert agg.decoder_guidance_projection[0][0].weight.shape[1] == guidance[0]
 
 

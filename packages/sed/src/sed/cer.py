@@ -1,4 +1,5 @@
-"""Category early rejection (spec §5), per image, on top of the `ovkernels` top-k / compaction / gather kernels.
+"""Category early rejection (SED paper, Sec. 3.3, Fig. 4), per image, on the `ovkernels` top-k / compaction /
+gather kernels.
 
 Unlike the official code, the selection is made per image (each image keeps its own classes, so batch > 1 works),
 it runs on any device, and the rows of every tensor that the next decoder layer needs are gathered together so

@@ -1,17 +1,17 @@
-"""SED gradual fusion decoder (the official `Aggregator`, spec §4) with per-image category early rejection (§5).
+"""SED gradual fusion decoder (the official `Aggregator`; SED paper, Sec. 3.2) with per-image category early
+rejection (CER, Sec. 3.3).
 
-Two forward paths compute the same function:
+Two entry points compute the same function; the caller picks one, the grad mode does not:
 
-* `Aggregator.forward` with autograd on (training): batched over B*T rows like the official code, except that the
-  skip guidance is never repeated T times: DoubleConv's first conv is linear in its input, so the conv over
-  ``[up, repeat(G), K]`` is split into ``conv_up+K([up, K]) + conv_G(G)`` with the second term computed once per
-  image and broadcast over the classes.
-* the inference path (no grad): per image, classes (and, for the class attention, pixels) processed in chunks of a
-  few MB, on CPU worker threads (`sed._parallel`), with channels_last convs, in-place activations and the
-  transposed-conv ``up`` folded into the following 3x3 conv (``conv3x3(convT_k2s2(x)) == convT_k4s2p1(x) + bias
-  map``, both linear). Category early rejection (`Aggregator.forward_cer`) uses this path: stage-1 scores come from
-  ``head0 o conv1`` fused into one 80 -> 1 conv, and conv1, the cost-guidance chain K1 -> K2 -> K3 and the skip
-  terms are computed only for the classes that survive each stage.
+* `Aggregator.forward` (training, and any call that may need gradients): batched over B*T rows like the official
+  code, each layer's maths in its block (`sed.layers.Up.forward`). The skip guidance is never repeated T times:
+  DoubleConv's first conv is linear in its input, so its skip part is one conv per image broadcast over the classes.
+* `Aggregator.infer` and `Aggregator.forward_cer` (inference, no autograd; `SED.predict` uses them): per image,
+  classes (and, for the class attention, pixels) processed in chunks of a few MB on CPU worker threads
+  (`sed._parallel`), with channels_last convs, in-place activations and the transposed-conv ``up`` folded into the
+  following 3x3 conv; the blocks' fast methods (`Up.fam_`, `Up.fuse_sfm`, `Up.sfm_chunk`) hold that maths. CER
+  scores stage 1 with ``head0 o conv1`` fused into one 80 -> 1 conv, and runs conv1, the cost-guidance chain
+  K1 -> K2 -> K3 and the skip terms only for the classes that survive each stage.
 """
 
 from __future__ import annotations
@@ -22,52 +22,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ovkernels import depthwise_conv2d
 from sed._parallel import ChunkRunner
 from sed.cer import scatter_probabilities, select_categories
-from sed.layers import Up
+from sed.layers import Up, fold_up_into_conv
 
+# fold_up_into_conv is the SFM maths of sed.layers, re-exported here for `sed.fold_up_into_conv`.
 __all__ = ["Aggregator", "fold_up_into_conv"]
 
 _CL = torch.channels_last
 
 
-def fold_up_into_conv(
-    up_weight: torch.Tensor, up_bias: torch.Tensor, conv_weight: torch.Tensor, size: tuple[int, int]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fuse ``conv3x3(pad 1, no bias) o convT(k2, s2)`` into one ``convT(k4, s2, pad 1)`` plus a bias map.
-
-    With y = convT_k2s2(x) + b and z = conv3x3(y), output row m takes y rows m-1..m+1, i.e. input rows i with
-    2i + a = m + d (a in {0,1}, d in {-1,0,1}): a 4-tap transposed conv with kernel U[r] = sum_{a-d=r} W_up[a] W[d].
-    The bias b is constant over the upsampled map but the 3x3 conv zero-pads it, hence a per-position map.
-
-    Args:
-        up_weight: (C_in, C_mid, 2, 2) ConvTranspose2d weight.
-        up_bias: (C_mid,) its bias.
-        conv_weight: (C_out, C_mid, 3, 3) the part of DoubleConv's first conv that reads the upsampled channels.
-        size: (H, W) of the upsampled map.
-
-    Returns:
-        (U (C_in, C_out, 4, 4), bias_map (1, C_out, H, W)).
-    """
-    c_in, c_mid = up_weight.shape[:2]
-    c_out = conv_weight.shape[0]
-    fused = up_weight.new_zeros(c_in, c_out, 4, 4)
-    for a in range(2):
-        for b in range(2):
-            for d in range(3):
-                for e in range(3):
-                    # conv tap d reads y[m + d - 1]; r = a - (d - 1) in -1..2 -> kernel index r + 1.
-                    fused[:, :, a - d + 2, b - e + 2] += up_weight[:, :, a, b] @ conv_weight[:, :, d, e].T
-    ones = up_bias.view(1, c_mid, 1, 1).expand(1, c_mid, *size)
-    bias_map = F.conv2d(ones, conv_weight, padding=1)
-    return fused, bias_map
-
-
 class Aggregator(nn.Module):
     """The SED decoder: cost embedding, three FAM+SFM layers, auxiliary heads and the final head.
 
-    Attribute names match the official `Aggregator` so that `sed.convert` is a prefix swap.
+    Attribute names match the official `Aggregator`; inside each layer the released code's `double_conv` / `MLP`
+    sub-layer names are mapped by `sed.layers.rename_official_key`.
 
     Args:
         num_templates: P, the cost-map channels (80 in the released models; also the first cost-guidance input).
@@ -110,13 +79,14 @@ class Aggregator(nn.Module):
         self.workers = workers
         self.conv1 = nn.Conv2d(num_templates, hidden_dim, kernel_size=7, stride=1, padding=3)
         self.decoder_guidance_projection = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(g, p, kernel_size=3, stride=1, padding=1), nn.ReLU())
+            nn.Sequential(nn.Conv2d(g, p, kernel_size=3, stride=1, padding=1), nn.ReLU(inplace=True))
             for g, p in zip(guidance_dims, guidance_proj_dims, strict=True)
         )
-        # The official chain is hard-coded (80, 32, 16): P templates in, then each layer's guidance width.
+        # The official chain is hard-coded (80, 32, 16): P templates in, then each layer's guidance width. The ReLUs
+        # run in place (same function; a conv's backward does not need its output).
         corr_dims = (num_templates, *guidance_proj_dims[:-1])
         self.decoder_corr_guidance_projection = nn.ModuleList(
-            nn.Sequential(nn.ConvTranspose2d(c, p, kernel_size=2, stride=2), nn.ReLU())
+            nn.Sequential(nn.ConvTranspose2d(c, p, kernel_size=2, stride=2), nn.ReLU(inplace=True))
             for c, p in zip(corr_dims, guidance_proj_dims, strict=True)
         )
         in_dims = (hidden_dim, *decoder_dims[:-1])
@@ -173,19 +143,43 @@ class Aggregator(nn.Module):
     def forward(
         self, cost: torch.Tensor, features: Sequence[torch.Tensor], *, with_aux: bool = True
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Full decoder on every class.
+        """Full decoder on every class, batched, autograd-capable (the training path, in any grad mode).
 
         Args:
             cost: cosine cost map (B, P, T, h, w).
             features: detached encoder features [res4, res3, res2] at 2x, 4x, 8x the cost-map size.
-            with_aux: also return the auxiliary logits (always computed when autograd is on).
+            with_aux: also return the auxiliary logits (computed either way: training supervises them).
 
         Returns:
             (final logits (B, T, 8h, 8w), [aux0 (B, T, h, w), aux1 (B, T, 2h, 2w), aux2 (B, T, 4h, 4w)] or []).
         """
         self._check_inputs(cost, features)
-        if torch.is_grad_enabled():
-            return self._forward_autograd(cost, features)
+        bsz, p, t, h, w = cost.shape
+        corr = cost.transpose(1, 2).reshape(bsz * t, p, h, w)
+        x = self.conv1(corr)
+        # The auxiliary heads train only themselves (SED paper, Sec. 3.3): their inputs are detached.
+        aux = [self.head0(x.detach())]
+        guidance = self.project_guidance(features)
+        k = corr
+        for i, layer in enumerate(self.layers):
+            k = self.decoder_corr_guidance_projection[i](k)
+            x = layer(x.unflatten(0, (bsz, t)), guidance[i], k.unflatten(0, (bsz, t)), self.pooling).flatten(0, 1)
+            if i < 2:
+                aux.append(self.aux_heads[i + 1](x.detach()))
+        logits = self.head(x)
+        if not with_aux:
+            aux = []
+        return logits.view(bsz, t, *logits.shape[-2:]), [a.view(bsz, t, *a.shape[-2:]) for a in aux]
+
+    @torch.no_grad()
+    def infer(
+        self, cost: torch.Tensor, features: Sequence[torch.Tensor], *, with_aux: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """`forward` without autograd through the fast inference path (per image, chunked, fused).
+
+        Same arguments and outputs as `forward`; the auxiliary logits are computed only when `with_aux` is set.
+        """
+        self._check_inputs(cost, features)
         outs = [
             self._infer_image(cost[b], [f[b : b + 1] for f in features], k=None, keep_aux=with_aux)
             for b in range(cost.shape[0])
@@ -226,48 +220,6 @@ class Aggregator(nn.Module):
             scatter_probabilities(logits, ids, t, out=probs[b])
             kept.append(counts)
         return probs, {"kept": kept}
-
-    # ------------------------------------------------------------------------------------- training path
-    def _class_attention(self, layer: Up, x: torch.Tensor, bsz: int, pool: int) -> torch.Tensor:
-        """Official ClassTransformerLayer on (B*T, C, h, w): returns x + Up(transformer(AvgPool(x)))."""
-        bt, c, h, w = x.shape
-        t = bt // bsz
-        xp = F.avg_pool2d(x, pool) if pool > 1 else x
-        hp, wp = xp.shape[-2:]
-        tokens = xp.reshape(bsz, t, c, hp * wp).permute(0, 3, 1, 2).reshape(bsz * hp * wp, t, c)
-        tokens = layer.attention.forward_tokens(tokens)
-        out = tokens.reshape(bsz, hp * wp, t, c).permute(0, 2, 3, 1).reshape(bt, c, hp, wp)
-        if (hp, wp) != (h, w):
-            out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=True)
-        return x + out
-
-    def _forward_autograd(
-        self, cost: torch.Tensor, features: Sequence[torch.Tensor]
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        bsz, p, t, h, w = cost.shape
-        corr = cost.transpose(1, 2).reshape(bsz * t, p, h, w)
-        x = self.conv1(corr)
-        aux = [self.head0(x.detach())]
-        guidance = self.project_guidance(features)
-        k = corr
-        pool = self.pooling
-        for i, layer in enumerate(self.layers):
-            k = self.decoder_corr_guidance_projection[i](k)
-            x = layer.cnext(x)
-            x = self._class_attention(layer, x, bsz, pool)
-            up = layer.up(x)
-            conv0 = layer.conv.double_conv[0].weight
-            c_up, g = up.shape[1], layer.guidance_channels
-            w_upk = torch.cat([conv0[:, :c_up], conv0[:, c_up + g :]], dim=1)
-            z = F.conv2d(torch.cat([up, k], dim=1), w_upk, padding=1)
-            # Linearity: the conv of the repeated skip guidance is the same map for every class of an image.
-            skip = F.conv2d(guidance[i], conv0[:, c_up : c_up + g], padding=1)
-            z = (z.view(bsz, t, *z.shape[1:]) + skip.unsqueeze(1)).flatten(0, 1)
-            x = layer.conv.double_conv[1:](z)
-            if i < 2:
-                aux.append(self.aux_heads[i + 1](x.detach()))
-        logits = self.head(x)
-        return logits.view(bsz, t, *logits.shape[-2:]), [a.view(bsz, t, *a.shape[-2:]) for a in aux]
 
     # ------------------------------------------------------------------------------------ inference path
     def _cost_embed(
@@ -332,62 +284,6 @@ class Aggregator(nn.Module):
         run.map(chunk, run.split(t, self.num_templates * (h + 8) * (w + 8)))
         return a0
 
-    def _cnext_(self, run: ChunkRunner, layer: Up, x: torch.Tensor) -> torch.Tensor:
-        """ConvNeXt block over row chunks of channels_last x (n, C, h, w)."""
-        n, c, h, w = x.shape
-        m = layer.cnext
-        out = torch.empty_like(x, memory_format=_CL)
-
-        def chunk(i: int, j: int) -> None:
-            xc = x[i:j]
-            y = depthwise_conv2d(xc, m.dwconv.weight, m.dwconv.bias).permute(0, 2, 3, 1)
-            y = F.layer_norm(y, (c,), m.norm.weight, m.norm.bias, m.norm.eps)
-            y = torch.ops.aten.gelu_(F.linear(y, m.pwconv1.weight, m.pwconv1.bias))
-            y = F.linear(y, m.pwconv2.weight, m.pwconv2.bias)
-            torch.addcmul(xc, y.permute(0, 3, 1, 2), m.gamma.view(1, c, 1, 1), out=out[i:j])
-
-        run.map(chunk, run.split(n, 4 * c * h * w))
-        return out
-
-    @staticmethod
-    def _tokens_(layer: Up, tokens: torch.Tensor) -> torch.Tensor:
-        """Class transformer on a token chunk (N, L, C), in place (autograd is off here)."""
-        cls = layer.attention
-        tokens += cls.attention(cls.norm1(tokens))
-        hid = F.linear(cls.norm2(tokens), cls.MLP[0].weight, cls.MLP[0].bias).relu_()
-        tokens += F.linear(hid, cls.MLP[2].weight, cls.MLP[2].bias)
-        return tokens
-
-    def _class_attention_(self, run: ChunkRunner, layer: Up, x: torch.Tensor, pool: int) -> torch.Tensor:
-        """In-place class attention on channels_last x (n, C, h, w) of one image: x + Up(transformer(Pool x)).
-
-        Pixels are independent sequences over the classes, so the work is split into chunks of pixels.
-        """
-        n, c, h, w = x.shape
-        if n == 0:
-            return x
-        src = F.avg_pool2d(x, pool) if pool > 1 else x
-        hp, wp = src.shape[-2:]
-        seq = src.permute(0, 2, 3, 1).reshape(n, hp * wp, c)  # a view of x when channels_last and pool == 1
-        ranges = run.split(hp * wp, 4 * c * n)
-        if pool == 1:
-
-            def chunk(i: int, j: int) -> None:
-                view = seq[:, i:j]
-                view += self._tokens_(layer, view.transpose(0, 1).contiguous()).transpose(0, 1)
-
-            run.map(chunk, ranges)
-            return x
-        pooled = torch.empty((hp * wp, n, c), dtype=x.dtype, device=x.device)
-
-        def chunk_pooled(i: int, j: int) -> None:
-            pooled[i:j] = self._tokens_(layer, seq[:, i:j].transpose(0, 1).contiguous())
-
-        run.map(chunk_pooled, ranges)
-        up = pooled.permute(1, 2, 0).reshape(n, c, hp, wp)
-        x += F.interpolate(up, size=(h, w), mode="bilinear", align_corners=True)
-        return x
-
     def _sfm_(
         self,
         run: ChunkRunner,
@@ -398,7 +294,7 @@ class Aggregator(nn.Module):
         keep: bool,
         with_head: bool = True,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-        """Up + skip fusion + DoubleConv + the next head for one image, over row chunks.
+        """Cost guidance + the layer's SFM + the next head for one image, over row chunks.
 
         Args:
             run: the chunk runner.
@@ -414,33 +310,21 @@ class Aggregator(nn.Module):
         """
         layer = self.layers[index]
         head = self.head if index == 2 else self.aux_heads[index + 1]
-        corr = self.decoder_corr_guidance_projection[index][0]
-        dc = layer.conv.double_conv
+        corr_projection = self.decoder_corr_guidance_projection[index]
         n, _, h, w = x.shape
         size = (2 * h, 2 * w)
-        c_up, g = layer.up.out_channels, layer.guidance_channels
-        c_out = dc[0].out_channels
-        w0 = dc[0].weight
-        fused, bias_map = fold_up_into_conv(layer.up.weight, layer.up.bias, w0[:, :c_up], size)
-        # Linearity: the skip guidance is the same for every class, so its conv is computed once.
-        bias_map = bias_map + F.conv2d(skip, w0[:, c_up : c_up + g], padding=1)
-        w_k = w0[:, c_up + g :]
+        fused = layer.fuse_sfm(skip, size)
+        c_out, g = layer.conv.conv2.out_channels, layer.guidance_channels
         dtype, device = x.dtype, x.device
         out = torch.empty((n, c_out, *size), dtype=dtype, device=device, memory_format=_CL) if keep else None
         k_out = torch.empty((n, g, *size), dtype=dtype, device=device, memory_format=_CL) if keep else None
         logits = torch.empty((n, *size), dtype=dtype, device=device) if with_head else None
 
         def chunk(i: int, j: int) -> None:
-            kc = F.conv_transpose2d(k_prev[i:j].contiguous(memory_format=_CL), corr.weight, corr.bias, stride=2)
-            kc = kc.relu_()
+            kc = corr_projection(k_prev[i:j].contiguous(memory_format=_CL))
             if k_out is not None:
                 k_out[i:j] = kc
-            z = F.conv_transpose2d(x[i:j], fused, None, stride=2, padding=1)
-            z += F.conv2d(kc, w_k, padding=1)
-            z += bias_map
-            z = F.group_norm(z, dc[1].num_groups, dc[1].weight, dc[1].bias, dc[1].eps).relu_()
-            z = F.conv2d(z, dc[3].weight, None, padding=1)
-            z = F.group_norm(z, dc[4].num_groups, dc[4].weight, dc[4].bias, dc[4].eps).relu_()
+            z = layer.sfm_chunk(x[i:j], kc, fused)
             if out is not None:
                 out[i:j] = z
             if logits is not None:
@@ -478,8 +362,7 @@ class Aggregator(nn.Module):
                     idx, (x, k_prev) = select_categories(aux[-1], k, x, k_prev)
                     ids = ids[idx]
                     counts.append(int(ids.numel()))
-                x = self._cnext_(run, layer, x)
-                x = self._class_attention_(run, layer, x, pool)
+                x = layer.fam_(x, pool, run)
                 # head1 / head2 only feed CER and the aux outputs; the final head always runs.
                 with_head = i == 2 or k is not None or keep_aux
                 x, k_prev, logits = self._sfm_(run, i, x, k_prev, guidance[i], keep=i < 2, with_head=with_head)

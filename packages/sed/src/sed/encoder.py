@@ -1,5 +1,5 @@
-"""SED's hierarchical encoder (spec §1): an open_clip ConvNeXt CLIP whose image tower is fine-tuned and whose text
-tower is frozen and only used to embed vocabularies (spec §2)."""
+"""SED's hierarchical encoder (SED paper, Sec. 3.1): an open_clip ConvNeXt CLIP whose image tower is fine-tuned and
+whose text tower is frozen and only used to embed vocabularies (Sec. 3.1 and 4.2)."""
 
 from __future__ import annotations
 
