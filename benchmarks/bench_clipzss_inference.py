@@ -34,7 +34,7 @@ def _segmenter(preset: str) -> ZeroShotSegmenter:
     cfg = clipzss.get_preset_config(preset, test_mode="whole")
     cfg = replace(cfg, student=StudentConfig(**{**cfg.student.__dict__, "pretrained": False}))
     seg = ZeroShotSegmenter(cfg, 512)
-    seg.set_vocabulary([f"class {i}" for i in range(NUM_CLASSES)], embeddings=torch.randn(NUM_CLASSES, 512))
+    seg.set_text_embeddings(torch.randn(NUM_CLASSES, 512), [f"class {i}" for i in range(NUM_CLASSES)])
     return seg.to(DEVICE).eval()
 
 

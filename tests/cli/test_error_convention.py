@@ -26,11 +26,12 @@ from PIL import Image
 from clipzss.cli import eval as clipzss_eval
 from clipzss.cli import train as clipzss_train
 from ovcore import cli as ovcore_cli
-from ovcore.command import check_output_dir, run_command
+from ovcore.cmd.errors import check_output_dir, run_command
 from ovcore.data import write_demo_dataset
 from ovcore.files import atomic_write, remove_stale_temporaries
 from ovcore.train import Checkpointer, TrainConfig
 from sed import convert as sed_convert
+from sed.cli import convert as sed_convert_cli
 from sed.cli import demo as sed_demo
 from sed.cli import eval as sed_eval
 from sed.cli import predict as sed_predict
@@ -99,7 +100,7 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 SED_TRAIN = ["--preset", "sed_tiny", "--dataset", "demo", "--no-progress", "--no-tensorboard", "--num-workers", "0"]
-CLIPZSS_TRAIN = ["--preset", "demo", "--no-progress", "--no-tensorboard", "--num-workers", "0",
+CLIPZSS_TRAIN = ["--experiment", "demo", "--no-progress", "--no-tensorboard", "--num-workers", "0",
                  "--teacher-pretrained", "none", "--student-pretrained", "none"]
 
 
@@ -108,10 +109,10 @@ def test_output_dir_that_is_a_file(a_file: Path, demo_root: Path, capsys: pytest
     cases: list[tuple[Main, str, list[str]]] = [
         (sed_train.main, "sed-train", [*SED_TRAIN, "--output-dir", str(a_file)]),
         (sed_eval.main, "sed-eval", ["--random-weights", "--dataset", "demo", "--output-dir", str(a_file)]),
-        (sed_predict.main, "sed-predict", [str(a_file), "--classes", "a,b", "--random-weights",
+        (sed_predict.main, "sed-predict", [str(a_file), "--vocabulary", "a,b", "--random-weights",
                                            "--output-dir", str(a_file / "sub")]),
         (sed_demo.main, "sed-demo", ["--quick", "--output-dir", str(a_file)]),
-        (clipzss_train.main, "clipzss-train", [*CLIPZSS_TRAIN, "--data.root", str(demo_root),
+        (clipzss_train.main, "clipzss-train", [*CLIPZSS_TRAIN, "--data-root", str(demo_root),
                                                "--output-dir", str(a_file)]),
         (ovcore_cli.main, "ovcore", ["demo-data", "--root", str(a_file)]),
     ]
@@ -124,7 +125,7 @@ def test_output_dir_that_is_a_file(a_file: Path, demo_root: Path, capsys: pytest
 def test_read_only_output_dir_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     # Tests may run as root, for whom chmod does not make a folder read-only: the probe write is made to fail.
-    import ovcore.command as command
+    import ovcore.cmd.errors as command
 
     def denied(*args: Any, **kwargs: Any) -> Any:
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path))
@@ -148,16 +149,16 @@ def test_read_only_output_dir_for_real(tmp_path: Path) -> None:
 
 
 def test_sed_convert_has_the_wrapper(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    line = _one_error_line(sed_convert.main, [str(tmp_path / "missing.pth"), str(tmp_path / "o.safetensors")],
+    line = _one_error_line(sed_convert_cli.main, [str(tmp_path / "missing.pth"), str(tmp_path / "o.safetensors")],
                            capsys, "sed-convert")
     assert "INPUT" in line and "missing.pth" in line
-    line = _one_error_line(sed_convert.main, [str(_damaged(tmp_path, "random")), str(tmp_path / "o.safetensors")],
+    line = _one_error_line(sed_convert_cli.main, [str(_damaged(tmp_path, "random")), str(tmp_path / "o.safetensors")],
                            capsys, "sed-convert")
     assert "random.pt" in line
-    line = _one_error_line(sed_convert.main, [str(_damaged(tmp_path, "truncated")), str(tmp_path / "o.pth")],
+    line = _one_error_line(sed_convert_cli.main, [str(_damaged(tmp_path, "truncated")), str(tmp_path / "o.pth")],
                            capsys, "sed-convert")
     assert "truncated.pt" in line
-    assert _one_error_line(sed_convert.main, [str(_damaged(tmp_path, "empty")), str(tmp_path / "o.txt")],
+    assert _one_error_line(sed_convert_cli.main, [str(_damaged(tmp_path, "empty")), str(tmp_path / "o.txt")],
                            capsys, "sed-convert").count("OUTPUT") == 1
 
 
@@ -179,7 +180,7 @@ def test_damaged_checkpoint_to_resume_from(kind: str, tmp_path: Path, demo_root:
     line = _one_error_line(sed_train.main, [*SED_TRAIN, "--output-dir", str(tmp_path / "run"),
                                             "--resume-from", str(bad)], capsys, "sed-train")
     assert "--resume-from" in line and bad.name in line
-    line = _one_error_line(clipzss_train.main, [*CLIPZSS_TRAIN, "--data.root", str(demo_root), "--output-dir",
+    line = _one_error_line(clipzss_train.main, [*CLIPZSS_TRAIN, "--data-root", str(demo_root), "--output-dir",
                                                 str(tmp_path / "zss"), "--resume-from", str(bad)],
                            capsys, "clipzss-train")
     assert "--resume-from" in line and bad.name in line
@@ -197,11 +198,11 @@ def test_clipzss_train_with_a_wrong_checkpoint(tmp_path: Path, demo_root: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     weights = tmp_path / "weights.pt"
     torch.save({"student": {"w": torch.zeros(2)}}, weights)  # readable, but not a training checkpoint
-    line = _one_error_line(clipzss_train.main, [*CLIPZSS_TRAIN, "--data.root", str(demo_root), "--output-dir",
+    line = _one_error_line(clipzss_train.main, [*CLIPZSS_TRAIN, "--data-root", str(demo_root), "--output-dir",
                                                 str(tmp_path / "zss"), "--resume-from", str(weights)],
                            capsys, "clipzss-train")
     assert "--resume-from" in line and "not a training checkpoint" in line
-    line = _one_error_line(clipzss_train.main, [*CLIPZSS_TRAIN, "--data.root", str(demo_root), "--output-dir",
+    line = _one_error_line(clipzss_train.main, [*CLIPZSS_TRAIN, "--data-root", str(demo_root), "--output-dir",
                                                 str(tmp_path / "zss"), "--resume-from", str(tmp_path / "nope.pt")],
                            capsys, "clipzss-train")
     assert "--resume-from" in line and "nope.pt" in line
@@ -242,7 +243,8 @@ def test_disk_full_while_saving_names_the_path_and_free_space(tmp_path: Path, mo
 
     monkeypatch.setattr(sed_convert.torch, "save", full)
     out = tmp_path / "converted.pth"
-    line = _one_error_line(sed_convert.main, [str(source), str(out), "--variant", "sed_tiny"], capsys, "sed-convert")
+    line = _one_error_line(sed_convert_cli.main, [str(source), str(out), "--variant", "sed_tiny"], capsys,
+                           "sed-convert")
     assert str(out) in line and "no space left" in line and "free in" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["official.pth"]  # no torn file, no temporary
 
@@ -274,7 +276,8 @@ def test_torch_inline_container_error_is_explained(tmp_path: Path, monkeypatch: 
         (sed_train.main, "sed-train", [*SED_TRAIN, "--crop-size", "0"], "--crop-size"),
         (sed_eval.main, "sed-eval", ["--random-weights", "--dataset", "demo", "--num-workers", "-2"], "--num-workers"),
         (sed_eval.main, "sed-eval", ["--random-weights", "--dataset", "demo", "--topk", "-1"], "--topk"),
-        (sed_predict.main, "sed-predict", ["x.png", "--classes", "a", "--random-weights", "--alpha", "2"], "--alpha"),
+        (sed_predict.main, "sed-predict", ["x.png", "--vocabulary", "a", "--random-weights", "--alpha", "2"],
+         "--alpha"),
         (sed_demo.main, "sed-demo", ["--batch-size", "0"], "--batch-size"),
         (clipzss_train.main, "clipzss-train", [*CLIPZSS_TRAIN, "--batch-size", "0"], "--batch-size"),
         (clipzss_train.main, "clipzss-train", [*CLIPZSS_TRAIN, "--model.crop-size", "0"], "--model.crop-size"),
@@ -395,7 +398,7 @@ def test_atomic_write_uses_the_scheme_the_cleaner_reads(tmp_path: Path) -> None:
     ("module", "argv", "prog"),
     [
         ("ovcore.cli", ["prepare", "voc", "--root", "{tmp}"], "ovcore"),
-        ("sed.convert", ["{tmp}/missing.pth", "{tmp}/out.safetensors"], "sed-convert"),
+        ("sed.cli.convert", ["{tmp}/missing.pth", "{tmp}/out.safetensors"], "sed-convert"),
     ],
 )
 def test_console_scripts_in_a_subprocess(module: str, argv: list[str], prog: str, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Multi-scale seeds and the three K-means backends (spec §5.3)."""
+"""Multi-scale seeds and the three K-means backends (CLIP-ZSS paper Sec. 3.3, Eq. 4)."""
 
 from __future__ import annotations
 

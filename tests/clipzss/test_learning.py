@@ -9,6 +9,7 @@ from conftest import demo_batch
 
 def test_tiny_preset_learns_the_seen_demo_classes(make_tiny) -> None:
     from ovcore.metrics import SegEvaluator
+    from ovcore.train import OptimConfig, build_optimizer
 
     model = make_tiny("clipzss_tiny_convnext_segformer")
     train, val = demo_batch(32, 64, seed=0), demo_batch(8, 64, seed=1)
@@ -16,12 +17,12 @@ def test_tiny_preset_learns_the_seen_demo_classes(make_tiny) -> None:
     def seen_miou() -> float:
         model.eval()
         ev = SegEvaluator(8, seen_classes=list(range(6)), unseen_classes=[6, 7])
-        ev.update(model.predict(val["image"]).argmax(1), val["full_label"])
+        ev.update(model.predict(val["image"]).labels, val["full_label"])
         model.train()
         return ev.compute()["mIoU_seen"]
 
     before = seen_miou()
-    opt = torch.optim.AdamW(model.param_groups(3e-3, 0.01))
+    opt = build_optimizer(model, OptimConfig(lr=3e-3, weight_decay=0.01))  # the model's rules (default_optim)
     gen = torch.Generator().manual_seed(0)
     history = []
     model.train()

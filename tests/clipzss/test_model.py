@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import clipzss
-from clipzss.segmenter import ZeroShotSegmenter
+from clipzss.segmenter import ZeroShotSegmenter, student_scores
 from conftest import demo_batch
+from ovcore.method import Prediction
 
 LOSSES = {"loss_global", "loss_nel", "loss_ce", "loss_bce"}
 
@@ -123,49 +124,78 @@ def test_teacher_is_frozen_and_outside_the_state_dict(make_tiny) -> None:
     fresh.load_state_dict(sd)  # strict: the checkpoint of the wrapper round-trips
 
 
-def test_param_groups_cover_each_parameter_once(make_tiny) -> None:
-    model = make_tiny("clipzss_tiny_swin_upernet", backbone_lr_mult=0.1)
-    groups = model.param_groups(1e-3, 0.01)
+def _old_clipzss_groups(model, cfg) -> dict[str, tuple[float, float]]:
+    """The grouping CLIPZSS.param_groups built before it became OptimConfig rules, rewritten here as the reference:
+    ``student.backbone.`` at lr x backbone_lr_mult, the rest at lr x head_lr_mult; weight decay by the shared rule
+    with the position tables and the learned scalars exempt."""
+    from ovcore.train.optim import named_trainable_parameters, weight_decay_of
+
+    extra = (*model.cfg.no_decay_names, "log_alpha", "bce_log_scale", "bce_bias")
+    out = {}
+    for name, param, module in named_trainable_parameters(model):
+        backbone = name.startswith("student.backbone.")
+        mult = model.cfg.backbone_lr_mult if backbone else model.cfg.head_lr_mult
+        out[name] = (cfg.lr * mult, weight_decay_of(name, param, module, cfg, extra))
+    return out
+
+
+@pytest.mark.parametrize("decay_1d", [True, False])
+def test_param_group_rules_give_the_old_groups(make_tiny, decay_1d: bool) -> None:
+    from ovcore.train import OptimConfig, build_optimizer
+
+    model = make_tiny("clipzss_tiny_swin_upernet", backbone_lr_mult=0.1, head_lr_mult=2.0)
+    cfg = OptimConfig(lr=1e-3, weight_decay=0.01, decay_1d=decay_1d)
+    groups = build_optimizer(model, cfg).param_groups
+    got = {n: (g["lr"], g["weight_decay"]) for g in groups for n in g["param_names"]}
+    assert got == _old_clipzss_groups(model, cfg)
     ids = [id(p) for g in groups for p in g["params"]]
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert len(ids) == len(set(ids)) == len(trainable)
-    by_name = {g["name"]: g for g in groups}
-    assert by_name["backbone_decay"]["lr"] == pytest.approx(1e-4) and by_name["head_decay"]["lr"] == 1e-3
-    names = {id(p): n for n, p in model.named_parameters()}
-    no_decay = {names[id(p)] for g in groups if g["weight_decay"] == 0 for p in g["params"]}
-    assert any("relative_position_bias_table" in n for n in no_decay)
-    assert any(".norm" in n for n in no_decay) and "log_alpha" in no_decay
-    decay = {names[id(p)] for g in groups if g["weight_decay"] > 0 for p in g["params"]}
-    # mmseg's Swin recipe: biases outside norm layers decay (tests/clipzss/test_recipe.py has the details).
-    assert any(n.endswith(".bias") for n in decay) and not any("norm" in n for n in decay)
-    # the engine's call: param_groups(OptimConfig)
-    from ovcore.train.config import OptimConfig
-    from ovcore.train.optim import build_optimizer
-
-    opt = build_optimizer(model, OptimConfig(lr=6e-5, weight_decay=0.01))
-    assert sum(len(g["params"]) for g in opt.param_groups) == len(trainable)
+    assert got["log_alpha"][1] == got["bce_bias"][1] == 0.0
+    assert any("relative_position_bias_table" in n and wd == 0.0 for n, (_, wd) in got.items())
+    assert not hasattr(model, "param_groups")
 
 
 def test_predict_and_vocabulary(make_tiny) -> None:
-    model = make_tiny().eval()
+    model = make_tiny().train()
     batch = demo_batch(2)
-    scores = model.predict(batch["image"])
-    assert scores.shape == (2, 8, 64, 64)
-    # float input normalised with the student's mean/std gives the same scores
-    x = (batch["image"].float() / 255 - model.student_mean.view(1, 3, 1, 1)) / model.student_std.view(1, 3, 1, 1)
-    torch.testing.assert_close(model.predict(x), scores)
-    model.set_vocabulary(["water", "sky"])
-    assert model.predict(batch["image"]).shape == (2, 2, 64, 64)
+    out = model.predict(batch["image"])
+    assert isinstance(out, Prediction) and model.training  # predict runs in eval mode and restores the mode
+    assert out.probs.shape == (2, 8, 64, 64) and torch.equal(out.labels, out.probs.argmax(1))
+    torch.testing.assert_close(out.probs.sum(1), torch.ones(2, 64, 64))
+    assert out.stats[0] == {"mode": "whole", "num_classes": 8, "seen_calibration": model.cfg.seen_calibration}
+    # float input is 0..255 RGB (the contract's image rule), not normalised
+    torch.testing.assert_close(model.predict(batch["image"].float()).probs, out.probs)
+    out = model.predict(batch["image"], class_names=["water", "sky"])
+    assert out.probs.shape == (2, 2, 64, 64) and out.class_names == ["water", "sky"]
     torch.testing.assert_close(model.text_embeddings[1], model.seen_text[0])  # "sky" is seen class 0
     slide = model.predict(torch.randint(0, 255, (1, 3, 80, 100), dtype=torch.uint8), mode="slide")
-    assert slide.shape == (1, 2, 80, 100)
+    assert slide.probs.shape == (1, 2, 80, 100) and slide.stats[0]["mode"] == "slide"
+
+
+def test_set_vocabulary_with_templates(make_tiny) -> None:
+    model = make_tiny()
+    model.set_vocabulary(["sky", "water"])
+    default = model.text_embeddings.clone()
+    model.set_vocabulary(["sky", "water"], templates=["a photo of a {}.", "a rendering of a {}."])
+    assert not torch.allclose(model.text_embeddings, default)
+    expected = model.teacher.encode_classes(["sky", "water"], ["a photo of a {}.", "a rendering of a {}."])
+    torch.testing.assert_close(model.text_embeddings, expected.to(model.text_embeddings))
+    model.set_vocabulary(["sky", "water"])
+    torch.testing.assert_close(model.text_embeddings, default)
+
+
+def _logits(model, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return student_scores(model.student, images, mean=model.student_mean, std=model.student_std,
+                              text=model.text_embeddings, alpha=model.alpha, seen_mask=model.seen_mask, cfg=model.cfg)
 
 
 def test_seen_calibration_lowers_seen_scores(make_tiny) -> None:
     model = make_tiny(seen_calibration=1.5).eval()
     base = make_tiny(seen_calibration=0.0).eval()
     images = demo_batch(1)["image"]
-    diff = base.predict(images) - model.predict(images)
+    diff = _logits(base, images) - _logits(model, images)
     seen = model.seen_mask
     torch.testing.assert_close(diff[:, seen], torch.full_like(diff[:, seen], 1.5))
     torch.testing.assert_close(diff[:, ~seen], torch.zeros_like(diff[:, ~seen]))
@@ -179,12 +209,12 @@ def test_export_round_trip(make_tiny, tmp_path) -> None:
     torch.save(model.export_inference_state_dict(), path)
     seg = clipzss.create_segmenter(path)
     images = demo_batch(2)["image"]
-    torch.testing.assert_close(seg.predict(images), model.predict(images))
+    torch.testing.assert_close(seg.predict(images).probs, model.predict(images).probs)
     assert seg.class_names == model.class_names
     model.set_vocabulary(["sky", "water"])
     copy = model.to_segmenter()  # the in-memory route keeps the current vocabulary
     assert copy.class_names == ["sky", "water"]
-    torch.testing.assert_close(copy.predict(images), model.predict(images))
+    torch.testing.assert_close(copy.predict(images).probs, model.predict(images).probs)
     payload = torch.load(path, weights_only=True)
     assert not any(k.startswith("visual") for k in payload["text_encoder"]["state_dict"])
     assert not any("visual" in k for k in payload["student"])
@@ -196,7 +226,7 @@ def test_inference_builds_no_clip_image_tower(make_tiny, tmp_path, monkeypatch) 
     path = tmp_path / "clipzss.pt"
     torch.save(model.export_inference_state_dict(), path)
     images = demo_batch(1)["image"]
-    expected = model.predict(images)
+    expected = model.predict(images).probs
     new_names = ["purple hexagon", "sky"]
     model.set_vocabulary(new_names)
     expected_new = model.text_embeddings.clone()
@@ -219,7 +249,7 @@ def test_inference_builds_no_clip_image_tower(make_tiny, tmp_path, monkeypatch) 
     monkeypatch.setattr(clipzss.teacher.CLIPTeacher, "__init__", forbidden)
 
     seg = ZeroShotSegmenter.from_checkpoint(path)
-    torch.testing.assert_close(seg.predict(images), expected)
+    torch.testing.assert_close(seg.predict(images).probs, expected)
     kinds = {type(m).__name__ for m in seg.modules()}
     assert not kinds & {"VisionTransformer", "CLIP", "ViTCLIPEncoder", "CLIPTeacher", "TextTower"}
     # a new name is encoded by the text-only tower (random-init teacher: its text weights are in the checkpoint)
@@ -235,7 +265,7 @@ def test_vocabulary_without_text_encoder_needs_embeddings(make_tiny) -> None:
     seg = ZeroShotSegmenter.from_checkpoint(payload)
     with pytest.raises(RuntimeError):
         seg.set_vocabulary(["unknown thing"])
-    seg.set_vocabulary(["unknown thing"], embeddings=torch.randn(1, model.embed_dim))
+    seg.set_text_embeddings(torch.randn(1, model.embed_dim), ["unknown thing"])
     assert seg.text_embeddings.shape == (1, model.embed_dim)
     with pytest.raises(ValueError):
         ZeroShotSegmenter.from_checkpoint({"format": "other"})

@@ -1,4 +1,4 @@
-"""PLM pseudo labels: unannotated mask, mask fusion (paper §3.3, spec §5.3) and fused labels."""
+"""PLM pseudo labels: unannotated mask, mask fusion (CLIP-ZSS paper Sec. 3.3) and fused labels."""
 
 from __future__ import annotations
 

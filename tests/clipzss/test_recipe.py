@@ -15,14 +15,15 @@ import torch
 
 from clipzss.cli import train as train_cli
 from ovcore.data import DemoSegmentation, MMSegTrainTransform, collate_samples
-from ovcore.train import OptimConfig, build_optimizer
+from ovcore.train import OptimConfig, build_optimizer, build_param_groups
 
 # ------------------------------------------------------------------------------------------------ weight decay
 
 
 def _decay_by_name(model: Any, cfg: OptimConfig) -> dict[str, float]:
     names = {id(p): n for n, p in model.named_parameters()}
-    return {names[id(p)]: g["weight_decay"] for g in model.param_groups(cfg) for p in g["params"]}
+    groups = build_param_groups(model, model.default_optim(cfg))
+    return {names[id(p)]: g["weight_decay"] for g in groups for p in g["params"]}
 
 
 def test_weight_decay_is_mmseg_swin_recipe(make_tiny) -> None:
@@ -165,7 +166,7 @@ def test_zegclip_recipe_is_one_flag_away() -> None:
 def test_zegclip_recipe_rates(make_tiny) -> None:
     cfg = train_cli.build_config("voc_zs", recipe="zegclip")
     model = make_tiny("clipzss_tiny_swin_upernet", backbone_lr_mult=10.0, head_lr_mult=10.0)
-    rates = [g["lr"] for g in model.param_groups(cfg.optim)]
+    rates = [g["lr"] for g in build_param_groups(model, model.default_optim(cfg.optim))]
     assert rates == pytest.approx([2e-4] * len(rates))
 
 

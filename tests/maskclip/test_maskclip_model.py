@@ -119,7 +119,7 @@ def test_bad_inputs_are_rejected(vit_model: MaskCLIP) -> None:
     with pytest.raises(ValueError, match="unknown MaskCLIP predict options"):
         vit_model.predict(_images(1), k=8)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
-        vit_model.predict(torch.zeros(3, 32, 32, dtype=torch.uint8))
+        vit_model.predict(torch.zeros(2, 32, 32, dtype=torch.uint8))  # not RGB
     with pytest.raises(ValueError, match="window_size"):
         vit_model.predict(_images(1), window_size=0)
     with pytest.raises(ValueError, match="at least one class"):

@@ -104,7 +104,7 @@ def test_vit_b_16_slash_alias_and_meta_device():
     ],
 )
 def test_sed_convnext_configs_match_spec(name, channels, dim, num_text, num_visual, head_keys):
-    # shapes only (meta device): the checkpoint layout of spec §10.1 without allocating 180M/350M parameters
+    # shapes only (meta device): the official SED checkpoint layout without allocating 180M/350M parameters
     model = create_clip(name, device="meta")
     encoder = ConvNeXtCLIPEncoder(model)
     assert encoder.channels == channels and encoder.embed_dim == dim and encoder.strides == (4, 8, 16, 32)
@@ -122,7 +122,7 @@ def convnext_base() -> torch.nn.Module:
 
 
 def test_convnext_base_w_320_builds_and_dense_head_matches_encode_image(convnext_base):
-    assert sum(p.numel() for p in convnext_base.parameters()) == 179_385_345  # spec §10.1
+    assert sum(p.numel() for p in convnext_base.parameters()) == 179_385_345  # the official SED-B CLIP size
     encoder = ConvNeXtCLIPEncoder(convnext_base)
     images = torch.randn(1, 3, 32, 32)
     with torch.no_grad():

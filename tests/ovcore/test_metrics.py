@@ -36,7 +36,7 @@ def _assert_results_equal(a: dict, b: dict) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Independent references (written from the spec formulas, not from ovcore.metrics)
+# Independent references (written from the mmseg / detectron2 formulas, not from ovcore.metrics)
 
 
 def _mmseg_reference(pred: torch.Tensor, target: torch.Tensor, k: int) -> dict[str, float | list[float]]:

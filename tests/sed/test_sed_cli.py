@@ -16,29 +16,26 @@ import torch
 from PIL import Image
 
 import sed
-from ovcore.data import DEMO_CLASSES, write_demo_dataset
+from ovcore.benchmarks import get_benchmark
+from ovcore.cmd.evaluate import first_images, resolve_targets
+from ovcore.data import write_demo_dataset
 from sed.cli import demo as demo_cli
 from sed.cli import eval as eval_cli
 from sed.cli import predict as predict_cli
 from sed.cli import train as train_cli
-from sed.cli._common import (
-    build_split,
-    eval_protocol,
-    first_images,
-    parse_class_list,
-    read_class_file,
-    resolve_benchmarks,
-    resolve_vocabulary,
-)
-from sed.convert import main as convert_main
+from sed.cli._common import build_split
+from sed.cli.convert import main as convert_main
 
 COMMANDS = {
     "sed-train": (
         train_cli.main,
         [
             "--preset",
+            "--recipe",
             "--dataset",
             "--data-root",
+            "--output-dir",
+            "--resume-from",
             "--pretrained-clip",
             "--max-iters",
             "--batch-size",
@@ -64,7 +61,7 @@ COMMANDS = {
     ),
     "sed-predict": (
         predict_cli.main,
-        ["--classes", "--classes-file", "--checkpoint", "--official-checkpoint", "--topk", "--output-dir"],
+        ["--vocabulary", "--batch-size", "--preset", "--checkpoint", "--official-checkpoint", "--topk", "--output-dir"],
     ),
     "sed-demo": (demo_cli.main, ["--output-dir", "--iters", "--device", "--quick", "--topk"]),
 }
@@ -137,7 +134,7 @@ def test_console_scripts_are_registered() -> None:
     assert scripts["sed-eval"] == "sed.cli.eval:main"
     assert scripts["sed-predict"] == "sed.cli.predict:main"
     assert scripts["sed-demo"] == "sed.cli.demo:main"
-    assert scripts["sed-convert"] == "sed.convert:main"
+    assert scripts["sed-convert"] == "sed.cli.convert:main"
 
 
 # ----------------------------------------------------------------------------------------------------- train
@@ -154,6 +151,10 @@ def test_train_defaults_are_the_paper_recipe() -> None:
     assert large.optim.lr == 1e-4 and large.data_root == "/data" and large.max_iters == 80_000
     tiny = train_cli.parse(["--preset", "sed_tiny"])
     assert tiny.model == "sed_tiny" and tiny.dataset == "demo" and tiny.pretrained_clip is None
+    assert tiny.recipe == "demo" and cfg.recipe == "paper"
+    # --recipe chooses the defaults independently of the model preset.
+    tiny_paper = train_cli.parse(["--preset", "sed_tiny", "--recipe", "paper"])
+    assert tiny_paper.model == "sed_tiny" and tiny_paper.max_iters == 80_000 and tiny_paper.recipe == "paper"
 
 
 def test_train_writes_checkpoints_and_resumes(trained_run: Path) -> None:
@@ -165,9 +166,11 @@ def test_train_writes_checkpoints_and_resumes(trained_run: Path) -> None:
     assert [r["iteration"] for r in records] == [2, 3]
     evals = json.loads((trained_run / "eval" / "iter_0000003.json").read_text())
     assert evals["num_images"] == 2 and 0.0 <= evals["mIoU"] <= 100.0
-    # The model's own parameter groups: the CLIP image tower at a multiplier (random-init presets: 1), norms wd 0.
+    # The model's grouping rules (SED.default_optim): the CLIP image tower at a multiplier (random-init presets: 1),
+    # torch norm layers without weight decay.
     groups = state["optimizer"]["param_groups"]
-    assert {g["name"] for g in groups} >= {"clip", "decoder"}
+    assert 0.0 in {g["weight_decay"] for g in groups} and len({g["weight_decay"] for g in groups}) == 2
+    assert any(n.startswith("encoder.") for g in groups for n in g["param_names"])
 
 
 def test_train_rejects_unknown_preset_and_dataset(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
@@ -178,8 +181,8 @@ def test_train_rejects_unknown_preset_and_dataset(capsys: pytest.CaptureFixture,
 
 # ----------------------------------------------------------------------------------------------------- eval
 def test_benchmark_names_map_to_datasets() -> None:
-    six = resolve_benchmarks(["all"])
-    assert [b.key for b in six] == ["a847", "pc459", "a150", "pc59", "pas20", "pas20b"]
+    six = resolve_targets(["open-vocabulary"])
+    assert [b.name for b in six] == ["a847", "pc459", "a150", "pc59", "pas20", "pas20b"]
     assert [b.dataset for b in six] == [
         "ade20k_847",
         "pascal_context_459",
@@ -188,10 +191,11 @@ def test_benchmark_names_map_to_datasets() -> None:
         "voc20",
         "voc20b",
     ]
-    assert [b.key for b in resolve_benchmarks(["A-150", "PAS-20b", "ade20k_150"])] == ["a150", "pas20b"]
-    assert resolve_benchmarks(["demo"])[0].dataset == "demo"
+    assert [b.name for b in resolve_targets(["A-150", "PAS-20b", "ade20k_150"])] == ["a150", "pas20b"]
+    assert resolve_targets(["demo"])[0].dataset == "demo"
+    assert resolve_targets(["coco_stuff_171"])[0].dataset == "coco_stuff_171"  # any registered dataset
     with pytest.raises(ValueError, match="--benchmarks.*a847"):
-        resolve_benchmarks(["a999"])
+        resolve_targets(["a999"])
 
 
 def test_demo_dataset_falls_back_to_memory(tmp_path: Path, demo_root: Path) -> None:
@@ -199,7 +203,7 @@ def test_demo_dataset_falls_back_to_memory(tmp_path: Path, demo_root: Path) -> N
     assert len(generated) == 16 and tuple(generated[0]["image"].shape) == (3, 128, 128)
     prepared = build_split("demo", demo_root, "val")
     assert len(prepared) == 3 and tuple(prepared[0]["image"].shape) == (3, 64, 64)
-    with pytest.raises(FileNotFoundError, match="ovcore prepare"):
+    with pytest.raises(ValueError, match="--data-root.*ovcore prepare"):
         build_split("ade20k_150", tmp_path, "val")
 
 
@@ -212,11 +216,11 @@ def test_first_images_limits_and_checks(tmp_path: Path) -> None:
 
 
 def test_pas20b_protocol_collapses_background_proxies() -> None:
-    protocol = eval_protocol("voc20b")
+    protocol = get_benchmark("pas20b").protocol()
     assert len(protocol.vocabulary) == 59 and protocol.num_classes == 21
     assert protocol.score_names[-1] == "background" and len(protocol.score_names) == 21
     assert protocol.pred_remap(torch.tensor([0, 19, 20, 58])).tolist() == [0, 19, 20, 20]
-    assert eval_protocol("ade20k_847").ignore_index == 65535
+    assert get_benchmark("a847").protocol().ignore_index == 65535
 
 
 def test_eval_on_demo_data_with_and_without_cer(
@@ -243,9 +247,10 @@ def test_eval_on_demo_data_with_and_without_cer(
     plain = json.loads((tmp_path / "demo.json").read_text())
     cer = json.loads((tmp_path / "demo_cer2.json").read_text())
     assert plain["num_images"] == 3 and plain["cer_topk"] is None and plain["iou_convention"] == "detectron2"
-    assert cer["cer_topk"] == 2 and len(cer["cer_kept_mean"]) == 3
+    assert cer["cer_topk"] == 2 and len(cer["stats_mean"]["kept"]) == 3
     assert plain["ms_per_image"] is not None
-    assert json.loads((tmp_path / "summary_cer2.json").read_text())["benchmarks"]["demo"]["num_images"] == 3
+    summary = json.loads((tmp_path / "summary_cer2.json").read_text())
+    assert summary["method"] == "sed" and summary["results"][0]["num_images"] == 3
 
 
 def test_eval_errors_name_the_argument(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
@@ -258,7 +263,7 @@ def test_eval_errors_name_the_argument(capsys: pytest.CaptureFixture, tmp_path: 
 
 
 def _official_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Our state dict under the official detectron2 names (spec §10)."""
+    """Our state dict under the official detectron2 names."""
     prefixes = {
         "encoder.clip.": "sem_seg_head.predictor.clip_model.",
         "decoder.": "sem_seg_head.predictor.transformer.",
@@ -301,7 +306,7 @@ def test_official_and_converted_checkpoints(demo_root: Path, tmp_path: Path, cap
     _write_images(tmp_path / "images")
     argv = [
         str(tmp_path / "images" / "a.png"),
-        "--classes",
+        "--vocabulary",
         "sky,grass",
         "--checkpoint",
         str(converted),
@@ -316,22 +321,14 @@ def test_official_and_converted_checkpoints(demo_root: Path, tmp_path: Path, cap
 
 
 # ----------------------------------------------------------------------------------------------------- predict
-def test_vocabulary_inputs(tmp_path: Path) -> None:
-    assert parse_class_list(" cat, dog ,grass|lawn,,") == ["cat", "dog", "grass, lawn"]
-    as_json = tmp_path / "vocab.json"
-    as_json.write_text(json.dumps(["cat", "grass, lawn", ["road", "street"]]))
-    assert read_class_file(as_json) == ["cat", "grass, lawn", "road, street"]
-    as_text = tmp_path / "vocab.txt"
-    as_text.write_text("# my classes\ncat\n\ngrass, lawn\n")
-    assert read_class_file(as_text) == ["cat", "grass, lawn"]
-    assert resolve_vocabulary(None, None, "demo") == list(DEMO_CLASSES)
-    with pytest.raises(ValueError, match="--classes.*empty"):
-        parse_class_list(" , |")
-    (tmp_path / "empty.txt").write_text("# nothing\n")
-    with pytest.raises(ValueError, match="--classes-file"):
-        read_class_file(tmp_path / "empty.txt")
-    with pytest.raises(ValueError, match="exactly one"):
-        resolve_vocabulary("cat", str(as_json), None)
+def test_old_vocabulary_flags_still_work_with_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # --classes / --classes-file / --dataset-classes were the spellings of the previous release.
+    assert predict_cli.parse(["x.png", "--classes", "cat,dog"]).vocabulary == "cat,dog"
+    assert predict_cli.parse(["x.png", "--dataset-classes=demo"]).vocabulary == "demo"
+    vocab = tmp_path / "v.txt"
+    assert predict_cli.parse(["x.png", "--classes-file", str(vocab)]).vocabulary == str(vocab)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and all(line.startswith("sed-predict: warning: --") and "--vocabulary" in line for line in err)
 
 
 def _write_images(folder: Path) -> dict[str, tuple[int, int]]:
@@ -348,7 +345,7 @@ def test_predict_writes_label_maps_and_overlays(tmp_path: Path, capsys: pytest.C
     out = tmp_path / "pred"
     argv = [
         str(tmp_path / "images"),
-        "--classes",
+        "--vocabulary",
         "sky,grass|lawn,water",
         "--preset",
         "sed_tiny",
@@ -373,7 +370,7 @@ def test_predict_writes_label_maps_and_overlays(tmp_path: Path, capsys: pytest.C
     vocab.write_text(json.dumps(["sky", "grass", "water", "sand"]))
     argv = [
         str(tmp_path / "images" / "a.png"),
-        "--classes-file",
+        "--vocabulary",
         str(vocab),
         "--preset",
         "sed_tiny",
@@ -387,24 +384,23 @@ def test_predict_writes_label_maps_and_overlays(tmp_path: Path, capsys: pytest.C
     ]
     assert predict_cli.main(argv) == 0
     record = json.loads((tmp_path / "cer" / "predictions.json").read_text())
-    assert record["cer_topk"] == 1 and record["images"][0]["cer_kept"][0] <= 4
+    assert record["cer_topk"] == 1 and record["images"][0]["stats"]["kept"][0] <= 4
     assert "sed-predict" in capsys.readouterr().out
 
 
 def test_predict_errors_name_the_argument(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     _write_images(tmp_path / "images")
     image = str(tmp_path / "images" / "a.png")
-    err = _fails(predict_cli.main, [str(tmp_path / "nope.jpg"), "--classes", "cat", "--random-weights"], capsys)
+    err = _fails(predict_cli.main, [str(tmp_path / "nope.jpg"), "--vocabulary", "cat", "--random-weights"], capsys)
     assert "INPUTS" in err and "nope.jpg" in err
-    err = _fails(predict_cli.main, [image, "--classes", " , ", "--random-weights"], capsys)
-    assert "--classes" in err and "empty" in err
-    assert "exactly one" in _fails(predict_cli.main, [image, "--random-weights"], capsys)
-    err = _fails(predict_cli.main, [image, "--classes", "cat", "--preset", "sed_nope", "--random-weights"], capsys)
+    err = _fails(predict_cli.main, [image, "--vocabulary", " , ", "--random-weights"], capsys)
+    assert "--vocabulary" in err and "empty" in err
+    err = _fails(predict_cli.main, [image, "--vocabulary", "cat", "--preset", "sed_nope", "--random-weights"], capsys)
     assert "--preset" in err and "sed_nope" in err
-    err = _fails(predict_cli.main, [image, "--classes", "cat", "--checkpoint", str(tmp_path / "w.pt")], capsys)
+    err = _fails(predict_cli.main, [image, "--vocabulary", "cat", "--checkpoint", str(tmp_path / "w.pt")], capsys)
     assert "--checkpoint" in err and "w.pt" in err
-    err = _fails(predict_cli.main, [image, "--classes-file", str(tmp_path / "v.json"), "--random-weights"], capsys)
-    assert "--classes-file" in err
+    err = _fails(predict_cli.main, [image, "--vocabulary", str(tmp_path / "v.json"), "--random-weights"], capsys)
+    assert "--vocabulary" in err and "v.json" in err
 
 
 # ----------------------------------------------------------------------------------------------------- demo

@@ -1,4 +1,4 @@
-"""The official-checkpoint converter: keys and shapes of spec §10 for B and L (meta tensors), a real round trip
+"""The official-checkpoint converter: official keys and shapes for B and L (meta tensors), a real round trip
 on the tiny preset through a detectron2-style file, the numpy allowlist, refusal of unsafe pickles, the CLI."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ DEC = "sem_seg_head.predictor.transformer."
 
 
 def official_shapes(variant: str) -> dict[str, tuple[int, ...]]:
-    """Official state-dict names and shapes, written from the tables of spec §10 (not from this package)."""
+    """Official state-dict names and shapes, written from the official SED modules (not from this package)."""
     chans = {"b": (128, 256, 512, 1024), "l": (192, 384, 768, 1536)}[variant]
     d = {"b": 640, "l": 768}[variant]
     layers = {"b": 12, "l": 16}[variant]

@@ -1,4 +1,4 @@
-"""Gradient flow (spec §1.4, §4.3): the encoder learns only through the cost map, auxiliary heads only train
+"""Gradient flow (official SED ``sed/sed_model.py``): the encoder learns only through the cost map, auxiliary heads only train
 themselves, the text tower is frozen."""
 
 from __future__ import annotations

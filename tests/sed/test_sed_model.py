@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 import sed
 from ovcore.text import get_templates
+from ovcore.train import OptimConfig, build_optimizer, build_param_groups
+from ovcore.train.optim import NORM_TYPES, named_trainable_parameters
 from sed.layers import ChannelsLastLayerNorm
 
 # ----------------------------------------------------------------------------------------------------- presets
@@ -35,7 +37,7 @@ def test_unknown_preset_and_override_raise() -> None:
     ],
 )
 def test_official_sizes_on_meta(preset, channels, embed_dim, tensors, decoder_params) -> None:
-    """B and L built without weights: encoder channels, Dt and the state-dict size of spec §10."""
+    """B and L built without weights: encoder channels, Dt and the official state-dict size."""
     model = sed.create_sed(preset, pretrained_clip=None, device="meta")
     assert model.encoder.channels == channels and model.encoder.embed_dim == embed_dim
     assert len(model.state_dict()) == tensors
@@ -150,7 +152,7 @@ def test_predict_follows_the_test_pipeline(tiny_model: sed.SED) -> None:
     assert out["probs"].shape == (2, t, 40, 52) and out["labels"].shape == (2, 40, 52)
     assert 0 <= float(out["probs"].min()) and float(out["probs"].max()) <= 1
     assert torch.equal(out["labels"], out["probs"].argmax(1))
-    assert out["stats"] == {"kept": [[t, t, t], [t, t, t]], "num_classes": t}
+    assert out.stats == [{"kept": [t, t, t], "num_classes": t}] * 2 and out.class_names == tiny_model.class_names
     # Manual pipeline: normalise, warp, decoder, sigmoid, resize back.
     with torch.no_grad():
         x = F.interpolate(
@@ -172,7 +174,7 @@ def test_predict_with_cer_and_new_classes(tiny_model: sed.SED) -> None:
     out = tiny_model.predict(images, class_names=[f"thing {i}" for i in range(12)], k=1)
     assert out["probs"].shape == (2, 12, 64, 64)
     for b in range(2):
-        t1, t2, t3 = out["stats"]["kept"][b]
+        t1, t2, t3 = out.stats[b]["kept"]
         assert 12 >= t1 >= t2 >= t3 >= 1
         assert int((out["probs"][b].flatten(1).amax(1) > 0).sum()) == t3
     full = tiny_model.predict(images, k=12)
@@ -224,35 +226,51 @@ def test_forward_returns_the_four_losses(tiny_model: sed.SED) -> None:
 # ---------------------------------------------------------------------------------------------------- optimiser
 
 
-def test_param_groups_follow_the_official_recipe(tiny_model: sed.SED) -> None:
-    groups = {g["name"]: g for g in tiny_model.param_groups(2e-4, weight_decay=1e-4)}
-    assert set(groups) == {"clip", "clip_norm", "decoder", "decoder_norm"}
-    assert groups["clip"]["lr"] == pytest.approx(2e-6) and groups["decoder"]["lr"] == pytest.approx(2e-4)
-    assert groups["clip_norm"]["weight_decay"] == 0.0 and groups["decoder_norm"]["weight_decay"] == 0.0
-    assert groups["decoder"]["weight_decay"] == 1e-4
-    names = {g: set(v["param_names"]) for g, v in groups.items()}
+def _old_official_groups(model: sed.SED, lr: float, wd: float, wd_norm: float) -> dict[str, tuple[float, float]]:
+    """The grouping SED.param_groups built before it became OptimConfig rules, rewritten here as the reference:
+    ``encoder.`` parameters at lr x clip_lr_multiplier, torch norm layers at wd_norm, the rest at wd."""
+    out = {}
+    for name, param, module in named_trainable_parameters(model):
+        mult = model.cfg.clip_lr_multiplier if name.startswith("encoder.") else 1.0
+        out[name] = (lr * mult, wd_norm if isinstance(module, NORM_TYPES) else wd)
+    return out
+
+
+def _groups_by_name(groups: list[dict]) -> dict[str, tuple[float, float]]:
+    return {n: (g["lr"], g["weight_decay"]) for g in groups for n in g["param_names"]}
+
+
+def test_param_groups_follow_the_official_recipe() -> None:
+    model = sed.create_sed("sed_tiny", clip_lr_multiplier=0.01)
+    cfg = OptimConfig(lr=2e-4, weight_decay=1e-4, weight_decay_norm=0.0)
+    groups = build_optimizer(model, cfg).param_groups
+    got = _groups_by_name(groups)
+    assert got == _old_official_groups(model, 2e-4, 1e-4, 0.0)
+    expected = [(0.01, 0.0), (0.01, 1e-4), (1.0, 0.0), (1.0, 1e-4)]
+    assert sorted((g["lr_mult"], g["weight_decay"]) for g in groups) == expected
     # The decoder ConvNeXt LayerNorm is a plain module: it decays (detectron2 only exempts torch norm classes).
-    assert isinstance(tiny_model.decoder.decoder1.cnext.norm, ChannelsLastLayerNorm)
-    assert "decoder.decoder1.cnext.norm.weight" in names["decoder"]
-    assert "decoder.decoder1.cnext.gamma" in names["decoder"]
-    assert "decoder.decoder1.attention.norm1.weight" in names["decoder_norm"]
-    assert "decoder.decoder1.conv.norm1.weight" in names["decoder_norm"]
-    assert "encoder.clip.visual.trunk.stem.1.weight" in names["clip_norm"]  # timm LayerNorm2d
-    assert "encoder.clip.visual.head.proj.weight" in names["clip"]
-    every = set().union(*names.values())
-    assert not any(n.startswith("encoder.clip.transformer") or "token_embedding" in n for n in every)
-    trainable = {n for n, p in tiny_model.named_parameters() if p.requires_grad}
-    assert every == trainable
-    spec = tiny_model.param_groups_spec()
-    assert {s["name"] for s in spec} == set(groups)
+    assert isinstance(model.decoder.decoder1.cnext.norm, ChannelsLastLayerNorm)
+    assert got["decoder.decoder1.cnext.norm.weight"] == (2e-4, 1e-4)
+    assert got["decoder.decoder1.cnext.gamma"] == (2e-4, 1e-4)
+    assert got["decoder.decoder1.attention.norm1.weight"] == (2e-4, 0.0)
+    assert got["encoder.clip.visual.trunk.stem.1.weight"] == pytest.approx((2e-6, 0.0))  # timm LayerNorm2d
+    assert got["encoder.clip.visual.head.proj.weight"] == pytest.approx((2e-6, 1e-4))
+    # The frozen text tower is in no group; every trainable parameter is in exactly one.
+    assert not any(n.startswith("encoder.clip.transformer") or "token_embedding" in n for n in got)
+    assert set(got) == {n for n, p in model.named_parameters() if p.requires_grad}
+    assert sum(len(g["params"]) for g in groups) == len(got)
 
 
-def test_param_groups_accept_an_optim_config(tiny_model: sed.SED) -> None:
-    class Cfg:  # duck-typed ovcore.train OptimConfig
-        lr, weight_decay, weight_decay_norm = 1e-3, 0.05, 0.0
-
-    groups = {g["name"]: g for g in tiny_model.param_groups(Cfg())}
-    assert groups["clip"]["lr_mult"] == pytest.approx(0.01) and groups["decoder"]["weight_decay"] == 0.05
+def test_param_group_rules_follow_the_optim_config(tiny_model: sed.SED) -> None:
+    cfg = OptimConfig(lr=1e-3, weight_decay=0.05, weight_decay_norm=0.01)
+    rules = tiny_model.default_optim(cfg)
+    assert dict(rules.lr_multipliers) == {"encoder.*": tiny_model.cfg.clip_lr_multiplier}
+    got = _groups_by_name(build_param_groups(tiny_model, rules))
+    assert got == _old_official_groups(tiny_model, 1e-3, 0.05, 0.01)
+    # The run's own multiplier for the same pattern wins over the preset's (the overfit test's x0.1).
+    mine = tiny_model.default_optim(OptimConfig(lr=1e-3, lr_multipliers={"encoder.*": 0.1}))
+    assert dict(mine.lr_multipliers) == {"encoder.*": 0.1}
+    assert not hasattr(tiny_model, "param_groups")
 
 
 def test_vocabulary_set_during_inference_can_be_trained_on() -> None:

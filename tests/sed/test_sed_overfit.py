@@ -8,6 +8,7 @@ import torch
 import sed
 from ovcore.data import DemoSegmentation, collate_samples
 from ovcore.metrics import SegEvaluator
+from ovcore.train import OptimConfig, build_optimizer
 
 
 def _miou(model: sed.SED, batch: dict) -> float:
@@ -34,7 +35,7 @@ def test_tiny_preset_overfits_demo_images(single_thread) -> None:
     model.set_vocabulary(data.class_names)
     miou_before = _miou(model, batch)
     # A higher rate than the official 2e-4 / x0.01 so that 80 full-batch steps suffice.
-    optimizer = torch.optim.AdamW(model.param_groups(1e-2, clip_multiplier=0.1))
+    optimizer = build_optimizer(model, OptimConfig(lr=1e-2, lr_multipliers={"encoder.*": 0.1}))
     model.train()
     history = []
     for _ in range(80):

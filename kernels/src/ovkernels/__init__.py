@@ -3,7 +3,7 @@
 * :func:`depthwise_conv2d`: large-kernel (<= 13) depthwise conv of the FAM spatial fusion (ConvNeXt block).
 * :func:`linear_attention`: multi-head Katharopoulos linear attention over the class axis (FAM class fusion).
 * :func:`topk_category_mask`, :func:`compact_categories`, :func:`gather_categories`: per-image category early
-  rejection (SED §5) that works for batches.
+  rejection (SED paper Sec. 3.3) that works for batches.
 
 Every public function runs Triton on CUDA tensors and its ``reference_<name>`` elsewhere; set
 ``OVKERNELS_FORCE_REFERENCE=1`` to always use the references, or pass ``backend="triton"`` / ``"reference"``.

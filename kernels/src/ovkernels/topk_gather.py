@@ -1,4 +1,4 @@
-"""Batched category early rejection (SED §5), per image instead of SED's union over the whole batch.
+"""Batched category early rejection (SED paper Sec. 3.3), per image instead of SED's union over the whole batch.
 
 Three steps, each a Triton kernel with a PyTorch reference:
 

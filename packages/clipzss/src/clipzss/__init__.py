@@ -2,7 +2,7 @@
 
 Training: :func:`create_clipzss` (preset name + overrides) -> :class:`CLIPZSS` (``model(batch)`` -> losses).
 Inference: :func:`create_segmenter` / :meth:`ZeroShotSegmenter.from_checkpoint` -> student + text embeddings only.
-See the package README for every reading of the paper and the spec section it follows.
+See the package README for every reading of the paper and the paper section it reads.
 """
 
 from ovcore.lazy import lazy_exports

@@ -39,8 +39,8 @@ _PRESETS: PresetRegistry[Callable[[], CLIPZSSConfig]] = PresetRegistry(
 )
 
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    # spec §5.1: ZegCLIP's single template with raw VOC names; 15-template ensemble for COCO-Stuff / Context.
-    # spec §5.6 reading (a): gamma = seen calibration, 1.5 on COCO-Stuff, 0 on VOC and Context.
+    # ZegCLIP's configs: the single template with raw VOC names; 15-template ensemble for COCO-Stuff / Context.
+    # Paper Sec. 4.2 gamma, reading (a) (package README): seen calibration, 1.5 on COCO-Stuff, 0 on VOC and Context.
     "voc_zs": {"teacher__templates": "zegclip_single", "seen_calibration": 0.0},
     "coco_stuff_zs": {"teacher__templates": "zegclip", "seen_calibration": 1.5},
     "context_zs": {"teacher__templates": "zegclip", "seen_calibration": 0.0},
@@ -96,7 +96,10 @@ def create_clipzss(name_or_cfg: str | CLIPZSSConfig, *, teacher: Any = None, **o
         cfg = replace(name_or_cfg, **overrides) if overrides else name_or_cfg
     else:
         cfg = get_preset_config(name_or_cfg, **overrides)
-    return CLIPZSS(cfg, teacher=teacher)
+    model = CLIPZSS(cfg, teacher=teacher)
+    # Recorded so that a segmenter exported from this model names its preset in the Hub layout (ovcore.hub).
+    model.preset = name_or_cfg if isinstance(name_or_cfg, str) else None
+    return model
 
 
 def create_segmenter(
@@ -105,12 +108,22 @@ def create_segmenter(
     """Load the inference model (student + text embeddings, no CLIP image tower).
 
     Args:
-        checkpoint: ``CLIPZSS.export_inference_state_dict()`` payload or a file holding it.
+        checkpoint: ``CLIPZSS.export_inference_state_dict()`` payload or a file holding it, or weights in the Hub
+            layout (``ovcore.hub``): ``"hf-hub:org/repo[@revision]"`` or a folder written by
+            ``ZeroShotSegmenter.save_pretrained``.
         map_location: Device.
 
     Returns:
         A :class:`clipzss.segmenter.ZeroShotSegmenter` in eval mode.
+
+    Raises:
+        ValueError: a foreign or damaged checkpoint (the message names it).
+        RuntimeError: an ``hf-hub:`` source that is offline and not in the Hugging Face cache.
     """
+    from ovcore.hub import is_pretrained_source
+
     from .segmenter import ZeroShotSegmenter
 
+    if is_pretrained_source(checkpoint):
+        return ZeroShotSegmenter.from_pretrained(checkpoint, map_location=map_location)
     return ZeroShotSegmenter.from_checkpoint(checkpoint, map_location=map_location)

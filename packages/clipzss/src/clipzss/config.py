@@ -1,7 +1,7 @@
 """CLIP-ZSS configuration as plain dataclasses (configs as data, open_clip style).
 
-Every field that settles an ambiguity of the paper names the section of ``clipzss-paper.md`` (the spec) it follows;
-the package README lists the same choices. All defaults are the spec's recommended readings; the alternatives are
+Every field that settles an ambiguity of the paper names the paper section (Sec. x.y, Eq. n) it reads; the package
+README lists the same choices. All defaults are the README's recommended readings; the alternatives are
 the other values of the ``Literal`` options.
 """
 
@@ -14,14 +14,15 @@ from typing import Any, Literal
 
 @dataclass
 class StudentConfig:
-    """The trainable closed-set segmenter: a timm ``features_only`` backbone and a decode head (spec §1, §6)."""
+    """The trainable closed-set segmenter: a timm ``features_only`` backbone and a decode head (paper Sec. 1, 4.3)."""
 
     backbone: str = "swin_base_patch4_window7_224"
     """timm model name (any model that supports ``features_only=True``)."""
 
     pretrained: bool | str = False
     """timm pretrained weights: False (random init), True (the default tag) or a tag/local file path
-    (``pretrained_cfg_overlay=dict(file=...)``). Weights cannot be downloaded offline."""
+    (read by ovcore without running code, given to timm as ``pretrained_cfg_overlay=dict(state_dict=...)``).
+    Weights cannot be downloaded offline."""
 
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments of ``timm.create_model`` (e.g. ``img_size=512`` for Swin, ``drop_path_rate``)."""
@@ -41,7 +42,7 @@ class StudentConfig:
 
 @dataclass
 class TeacherConfig:
-    """The frozen open_clip ViT teacher (spec §5.1)."""
+    """The frozen open_clip ViT teacher (paper Sec. 3.2, 4.2)."""
 
     model_name: str = "ViT-B-16"
     """open_clip architecture (through ``ovcore.clip.create_clip``); "ovcore-vit-tiny" for CPU tests."""
@@ -56,11 +57,11 @@ class TeacherConfig:
     """Teacher precision (it is frozen, so half precision is safe on GPU)."""
 
     normalization: Literal["clip", "student"] = "clip"
-    """Pixel normalisation of the teacher input: CLIP's own mean/std (spec §5.1 reading) or the student's
+    """Pixel normalisation of the teacher input: CLIP's own mean/std (our reading) or the student's
     (ImageNet, what ZegCLIP feeds its CLIP)."""
 
     templates: str = "zegclip"
-    """ovcore.text template set: "zegclip" (15-template ensemble, COCO/Context) or "zegclip_single" (VOC), spec §5.1."""
+    """ovcore.text template set: "zegclip" (15-template ensemble, COCO/Context) or "zegclip_single" (VOC), ZegCLIP's."""
 
     text_cache_dir: str | None = None
     """On-disk cache of text embeddings (ovcore.text.VocabularyCache); None disables the disk cache."""
@@ -68,7 +69,7 @@ class TeacherConfig:
 
 @dataclass
 class GLMConfig:
-    """Global Learning Module, Eqs. 1-3 (spec §5.2)."""
+    """Global Learning Module, Eqs. 1-3 (paper Sec. 3.2)."""
 
     pooling: Literal["attention", "mean", "max"] = "attention"
     """Pooling of the student features: parameter-free attention with the CLIP CLS as query (paper), or the
@@ -98,13 +99,13 @@ class GLMConfig:
 
 @dataclass
 class PLMConfig:
-    """Pixel Learning Module: pseudo-label generation (spec §5.3)."""
+    """Pixel Learning Module: pseudo-label generation (paper Sec. 3.3)."""
 
     windows: tuple[int, ...] = (3, 7)
     """Sliding-window sizes of the multi-scale seeds (paper: 3 and 7)."""
 
     seed_mode: Literal["lattice", "adaptive"] = "lattice"
-    """'lattice': average pooling with kernel w and stride w + 1 (64 + 16 seeds on 32x32, spec §5.3 reading);
+    """'lattice': average pooling with kernel w and stride w + 1 (64 + 16 seeds on 32x32, our Eq. 4 reading);
     'adaptive': adaptive average pooling to (grid // (w + 1)) per side."""
 
     seed_keep: Literal["center", "majority", "all"] = "center"
@@ -116,10 +117,10 @@ class PLMConfig:
     (recommended) or nearest sampling."""
 
     kmeans_iters: int = 20
-    """K-means iterations (the paper gives no count; spec suggests 10-20). Stops early at a fixed point."""
+    """K-means iterations (the paper gives no count; 10-20 is typical). Stops early at a fixed point."""
 
     kmeans_metric: Literal["cosine", "l2"] = "cosine"
-    """'cosine': spherical K-means on L2-normalised tokens (assign by max cosine, mean then re-normalise; spec);
+    """'cosine': spherical K-means on L2-normalised tokens (assign by max cosine, mean then re-normalise; our reading);
     'l2': Lloyd's K-means with Euclidean distance on the normalised tokens."""
 
     kmeans_backend: Literal["auto", "torch", "faiss", "sklearn"] = "auto"
@@ -130,7 +131,7 @@ class PLMConfig:
     """Mask-fusion similarity threshold lambda (Table 6)."""
 
     fusion_mode: Literal["one_hop", "transitive"] = "one_hop"
-    """'one_hop': the paper's NMS-like rule (row of the maximum, each seed used once; spec §5.3);
+    """'one_hop': the paper's NMS-like rule (row of the maximum, each seed used once; Sec. 3.3);
     'transitive': connected components of the similarity graph (monotone in lambda; not the paper's rule)."""
 
     min_pseudo_tokens: int = 0
@@ -139,7 +140,7 @@ class PLMConfig:
 
 @dataclass
 class SynthesizerConfig:
-    """Pseudo-weight synthesizer (spec §5.4)."""
+    """Pseudo-weight synthesizer (paper Sec. 3.3, Eqs. 5-6)."""
 
     kind: Literal["decoder", "mlp", "identity"] = "decoder"
     """Transformer decoder (paper), FC-ReLU-FC or the centroids themselves (Table 4 ablations)."""
@@ -165,7 +166,7 @@ class SynthesizerConfig:
 
 @dataclass
 class LossConfig:
-    """Classifier (Eq. 7) and losses (Eq. 8), spec §5.5-5.6."""
+    """Classifier (Eq. 7) and losses (Eq. 8), paper Sec. 3.3-3.4, 4.2."""
 
     weight_global: float = 1.0
     """Weight of L_global (InfoNCE)."""
@@ -189,10 +190,10 @@ class LossConfig:
     """Sigmoid focal alpha."""
 
     nel_focal_gamma: float = 2.0
-    """Sigmoid focal gamma; reading (b) of the paper's gamma (spec §5.6) sets this instead of the calibration."""
+    """Sigmoid focal gamma; reading (b) of the paper's gamma (Sec. 4.2) sets this instead of the calibration."""
 
     normalize_features: bool = True
-    """L2-normalise the student features per pixel in Eq. 7 and at inference (spec §5.5 reading)."""
+    """L2-normalise the student features per pixel in Eq. 7 and at inference (our reading)."""
 
     alpha_init: float = 1.0 / 0.07
     """Initial value of the learnable alpha of Eq. 7 (CLIP's logit-scale init; stored as a log, clamped)."""
@@ -237,7 +238,7 @@ class CLIPZSSConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
     crop_size: int = 512
-    """Training crop; the teacher runs at this size (512 -> 32x32 tokens for ViT-B/16, spec §5.1)."""
+    """Training crop; the teacher runs at this size (512 -> 32x32 tokens for ViT-B/16, paper Sec. 4.2)."""
 
     dataset: str | None = None
     """A zero-shot split name of ovcore.data ("voc_zs", "coco_stuff_zs", "context_zs") that fills class_names and
@@ -254,7 +255,7 @@ class CLIPZSSConfig:
     compacts seen ids with ZegCLIP's lookup table) or already compact ``0..Ns-1`` (``compact=True``)."""
 
     test_mode: Literal["slide", "whole"] = "slide"
-    """Inference mode (spec §7.7 open): sliding ``crop_size`` windows with stride 426/512 of the crop (ZegCLIP) or
+    """Inference mode (the paper gives none): sliding ``crop_size`` windows with stride 426/512 of the crop (ZegCLIP) or
     the whole image at once."""
 
     infer_pad_mask: bool = True
@@ -263,7 +264,7 @@ class CLIPZSSConfig:
     never pseudo-labelled and both networks see it as 0 after normalisation."""
 
     seen_calibration: float = 0.0
-    """Reading (a) of the paper's gamma (spec §5.6): subtracted from the seen-class logits at inference
+    """Reading (a) of the paper's gamma (Sec. 4.2): subtracted from the seen-class logits at inference
     (COCO-Stuff 1.5, VOC/Context 0)."""
 
     backbone_lr_mult: float = 1.0
@@ -289,7 +290,7 @@ class CLIPZSSConfig:
         Raises:
             ValueError: a size, count, rate or probability outside its range.
         """
-        from ovcore.command import check_min, check_positive, check_range
+        from ovcore.cmd.errors import check_min, check_positive, check_range
 
         for option, value, minimum in (
             ("crop-size", self.crop_size, 1),

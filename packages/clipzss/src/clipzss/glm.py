@@ -1,4 +1,4 @@
-"""Global Learning Module (paper §3.2, Eqs. 1-3; spec §5.2).
+"""Global Learning Module (paper Sec. 3.2, Eqs. 1-3).
 
 * :func:`attention_pool`: parameter-free attention pooling, ``w_b = softmax_L(s_b . r_{b,l} / sqrt(C))`` and
   ``s_hat_b = sum_l w_{b,l} r_{b,l}`` (each image's own CLS is the query over its own dense features).
@@ -100,7 +100,7 @@ def info_nce(
     positive_index: torch.Tensor,
     temperature: float = 0.07,
 ) -> torch.Tensor:
-    """InfoNCE (Eq. 3 with the -log and the spec's fixes): mean over i of
+    """InfoNCE (Eq. 3 with the -log and the parenthesis fixed): mean over i of
     ``-log exp(k_p(i) . p_i / tau) / sum_j exp(k_j . p_i / tau)`` on L2-normalised vectors.
 
     Args:

@@ -1,4 +1,4 @@
-"""Multi-scale K-means of the PLM (spec §5.3): sliding-window seeds and seeded K-means, three interchangeable backends.
+"""Multi-scale K-means (paper Sec. 3.3): sliding-window seeds and seeded K-means, three interchangeable backends.
 
 * :func:`multiscale_seeds` averages the CLIP dense tokens in sliding windows (SLIC-style lattices): windows 3 and 7
   with strides 4 and 8 give 64 + 16 seeds on a 32x32 grid.
@@ -103,7 +103,7 @@ def multiscale_seeds(
     keep: str = "center",
     normalize: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multi-scale K-means seeds: window averages of the dense tokens (paper Eq. 4, spec §5.3 reading).
+    """Multi-scale K-means seeds: window averages of the dense tokens (our reading of paper Eq. 4, Sec. 3.3).
 
     Args:
         tokens: (B, D, h, w) CLIP dense tokens.

@@ -1,4 +1,4 @@
-"""Classifier of Eq. 7 and the losses of Eq. 8 (spec §5.5-5.6).
+"""Classifier of Eq. 7 and the losses of Eq. 8 (paper Sec. 3.3-3.4).
 
 * :func:`classifier_logits`: ``cat(alpha * R_hat . T_seen, beta * cos(R, P_pseudo))``.
 * :func:`nel_loss`: ZegCLIP's NEL = sigmoid focal (x100) + dice (x1) on one-hot targets of the fused labels;
@@ -139,7 +139,7 @@ def nel_loss(
     dice_weight: float = 1.0,
     distributed: bool = True,
 ) -> torch.Tensor:
-    """ZegCLIP's NEL loss on the Eq. 7 logits and the fused labels (spec §5.5).
+    """ZegCLIP's NEL loss on the Eq. 7 logits and the fused labels (paper Sec. 3.4).
 
     Focal over every (image, channel) pair (ignored pixels are negatives of every class), dice over the (image,
     class) pairs present in the image; both divided by ``num_masks`` = present pairs (averaged over processes,
@@ -184,7 +184,7 @@ def bce_prototype_loss(
     bias: torch.Tensor | float = 0.0,
     mode: str = "full",
 ) -> torch.Tensor:
-    """L_bce (Eq. 6, spec §5.4 reading): seen prototypes against the seen text embeddings.
+    """L_bce (our reading of Eq. 6, paper Sec. 3.3): seen prototypes against the seen text embeddings.
 
     Logit ``scale * cos(p, t) + bias``. "full": multi-label BCE, target 1 for the prototype's own class text and 0
     for the other seen texts, averaged over pairs. "positive": ``-log sigmoid`` of the own-class logit only.

@@ -1,17 +1,18 @@
 """The CLIP-ZSS training wrapper (paper Fig. 2): student + frozen CLIP teacher + GLM + PLM + synthesizer + losses.
 
-Model contract (contracts.md): ``model(batch)`` returns a dict of named scalar losses, ``model.predict(images)``
-per-class scores, ``model.set_vocabulary(names)`` switches the class list, ``model.param_groups(...)`` gives the
-AdamW groups. The teacher lives outside the module tree: it is in neither ``state_dict()`` nor ``parameters()``
-(so neither checkpoints nor DDP nor the optimizer see it), and ``.to()`` still moves it (``_apply`` override).
+Model contract (``ovcore.method.SegmentationModel``): ``model(batch)`` returns a dict of named scalar losses,
+``model.predict(images)`` an ``ovcore.method.Prediction``, ``model.set_vocabulary(names, templates=None)`` switches the
+class list, ``model.default_optim(optim_cfg)`` states the AdamW grouping as OptimConfig rules. The teacher lives
+outside the module tree: it is in neither ``state_dict()`` nor ``parameters()`` (so neither checkpoints nor DDP nor
+the optimizer see it), and ``.to()`` still moves it (``_apply`` override).
 ``export_inference_state_dict()`` writes what :class:`clipzss.segmenter.ZeroShotSegmenter` needs: the student and
 the text embeddings.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ovcore.method import Prediction
 from ovcore.train.config import OptimConfig
-from ovcore.train.optim import named_trainable_parameters, weight_decay_of
+from ovcore.train.optim import add_rules
 
 from .config import CLIPZSSConfig, config_to_dict
 from .glm import GlobalLearningModule
@@ -30,7 +32,7 @@ from .segmenter import (
     INFERENCE_FORMAT,
     ZeroShotSegmenter,
     normalize_images,
-    student_scores,
+    predict_with_student,
 )
 from .students import Student, student_config_for_crop
 from .synthesizer import Synthesizer, label_centroids
@@ -139,21 +141,6 @@ SCALAR_PARAMETERS = ("log_alpha", "bce_log_scale", "bce_bias")
 """Learned logit scales of the losses: exempt from weight decay whatever the recipe (this project's choice)."""
 
 
-def _optim_config(base_lr: Any, weight_decay: float | None) -> OptimConfig:
-    """The OptimConfig of a ``param_groups`` call: the engine's, or mmseg's defaults around a bare rate."""
-    if base_lr is not None and not isinstance(base_lr, (int, float)):
-        cfg = base_lr
-        return cfg if weight_decay is None else dataclasses.replace(cfg, weight_decay=float(weight_decay))
-    lr = 6e-5 if base_lr is None else float(base_lr)
-    return OptimConfig(lr=lr, weight_decay=0.01 if weight_decay is None else float(weight_decay))
-
-
-def _group_name(part: str, wd: float, base_wd: float) -> str:
-    if wd == 0.0:
-        return f"{part}_no_decay"
-    return f"{part}_decay" if wd == base_wd else f"{part}_decay_{wd:g}"
-
-
 class CLIPZSS(nn.Module):
     """CLIP-ZSS training wrapper.
 
@@ -198,7 +185,7 @@ class CLIPZSS(nn.Module):
         self.register_buffer("text_embeddings", torch.zeros(0, self.embed_dim), persistent=False)
         self.register_buffer("seen_mask", torch.zeros(0, dtype=torch.bool), persistent=False)
         self.class_names: list[str] = []
-        self._text_cache: dict[str, torch.Tensor] = {}
+        self._text_cache: dict[tuple[tuple[str, ...], str], torch.Tensor] = {}
         self.set_vocabulary(self.class_names_all)
         self.last_stats: dict[str, float] = {}
 
@@ -236,24 +223,37 @@ class CLIPZSS(nn.Module):
     # ------------------------------------------------------------------ vocabulary
 
     @torch.no_grad()
-    def set_vocabulary(self, class_names: Sequence[str]) -> None:
+    def set_vocabulary(self, class_names: Sequence[str], templates: str | Sequence[str] | None = None) -> None:
         """Switch the inference class list (text embeddings from the teacher's text tower, cached per name).
 
         Args:
             class_names: T names; the seen calibration applies to those among the training seen names.
+            templates: A template set name or list (default: the teacher's, ``cfg.teacher.templates``).
+
+        Raises:
+            ValueError: an empty, blank or repeated name.
         """
-        from ovcore.text import check_vocabulary
+        from ovcore.text import check_vocabulary, get_templates
 
         names = check_vocabulary(class_names)  # empty, blank or repeated names: ValueError naming them
-        missing = [n for n in dict.fromkeys(names) if n not in self._text_cache]
-        if missing:
-            emb = self.teacher.encode_classes(missing, self.templates).cpu()
-            self._text_cache.update(zip(missing, emb, strict=False))
+        if templates is None:
+            temps = list(self.templates)
+        else:
+            temps = list(get_templates(templates)) if isinstance(templates, str) else [str(t) for t in templates]
         dev = self.seen_text.device
-        self.text_embeddings = torch.stack([self._text_cache[n] for n in names]).to(dev)
+        self.text_embeddings = self._embed(names, temps).to(dev)
         seen = set(self.seen_names)
         self.seen_mask = torch.tensor([n in seen for n in names], dtype=torch.bool, device=dev)
         self.class_names = names
+
+    def _embed(self, names: list[str], temps: list[str]) -> torch.Tensor:
+        """(T, C) embeddings of ``names`` under ``temps``, encoded once per (templates, name)."""
+        key = tuple(temps)
+        missing = [n for n in dict.fromkeys(names) if (key, n) not in self._text_cache]
+        if missing:
+            emb = self.teacher.encode_classes(missing, temps).cpu()
+            self._text_cache.update({(key, n): row for n, row in zip(missing, emb, strict=True)})
+        return torch.stack([self._text_cache[(key, n)] for n in names])
 
     # ------------------------------------------------------------------ inputs
 
@@ -399,81 +399,51 @@ class CLIPZSS(nn.Module):
 
     # ------------------------------------------------------------------ inference
 
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor, *, mode: str | None = None) -> torch.Tensor:
-        """Per-class scores with the student only (the teacher is not run).
+    def predict(
+        self,
+        images: Any,
+        class_names: Sequence[str] | None = None,
+        *,
+        mode: str | None = None,
+        templates: str | Sequence[str] | None = None,
+    ) -> Prediction:
+        """Segment with the student only (the teacher is not run), in eval mode, without autograd.
 
         Args:
-            images: uint8 (B, 3, H, W) (or float normalised with the student's mean/std).
+            images: RGB images of one size: a uint8 or 0..255 float tensor (B, 3, H, W) or (3, H, W), or PIL images,
+                paths, numpy arrays or a list of them (``ovcore.data.images.as_image_batch``).
+            class_names: Switch to this vocabulary first (embeddings are cached).
             mode: "whole" or "slide"; default ``cfg.test_mode``.
+            templates: Template set for ``class_names``.
 
         Returns:
-            (B, T, H, W) logits over the current vocabulary.
+            A :class:`~ovcore.method.Prediction`: softmax ``probs`` (B, T, H, W) of the calibrated logits, arg-max
+            ``labels``, ``class_names`` and per-image ``stats`` (``mode``, ``num_classes``, ``seen_calibration``).
         """
-        return student_scores(
-            self.student,
-            images,
-            mean=self.student_mean,
-            std=self.student_std,
-            text=self.text_embeddings,
-            alpha=self.alpha,
-            seen_mask=self.seen_mask,
-            cfg=self.cfg,
-            mode=mode,
+        if class_names is not None:
+            self.set_vocabulary(class_names, templates)
+        return predict_with_student(
+            self, images, text=self.text_embeddings, alpha=self.alpha, seen_mask=self.seen_mask, mode=mode
         )
 
     # ------------------------------------------------------------------ optimisation
 
-    def param_groups(
-        self,
-        base_lr: Any = None,
-        weight_decay: float | None = None,
-        *,
-        backbone_lr_mult: float | None = None,
-        head_lr_mult: float | None = None,
-    ) -> list[dict[str, Any]]:
-        """AdamW parameter groups: backbone / head (+ training-only modules) x weight decay.
+    def default_optim(self, base: OptimConfig) -> OptimConfig:
+        """The recipe's grouping as rules of the engine's ``ovcore.train.build_param_groups``.
 
-        Weight decay follows the shared rule ``ovcore.train.weight_decay_of`` with the OptimConfig's options: with
-        the defaults (``decay_1d=True``, ``weight_decay_norm=0``) that is mmseg's Swin recipe, i.e. no decay for
-        normalisation layers and the position tables of ``cfg.no_decay_names`` only, while biases decay
-        (``--optim.no-decay-1d`` exempts every 1-D parameter instead). The learned scalars of the losses
-        (alpha, the BCE scale and bias) never decay: they are logit scales, not weights (this project's choice).
+        Backbone parameters (``student.backbone.*``) get ``lr x cfg.backbone_lr_mult``, all others (head, GLM,
+        synthesizer, learned scalars) ``lr x cfg.head_lr_mult``. Weight decay is the shared rule
+        ``ovcore.train.weight_decay_of`` with the base's options: with the defaults (``decay_1d=True``,
+        ``weight_decay_norm=0``) that is mmseg's Swin recipe, i.e. no decay for normalisation layers and the position
+        tables of ``cfg.no_decay_names`` only, while biases decay (``--optim.no-decay-1d`` exempts every 1-D
+        parameter instead). The learned scalars of the losses (alpha, the BCE scale and bias) never decay: they are
+        logit scales, not weights (this project's choice).
 
         Args:
-            base_lr: Base learning rate, or an ``ovcore.train.OptimConfig`` (the engine's call ``param_groups(cfg)``,
-                whose ``lr``, ``weight_decay``, ``weight_decay_norm``, ``decay_1d`` and ``no_decay_names`` are used).
-            weight_decay: Weight decay (default: the OptimConfig's, else 0.01).
-            backbone_lr_mult: Backbone multiplier (default ``cfg.backbone_lr_mult``).
-            head_lr_mult: Head multiplier (default ``cfg.head_lr_mult``).
-
-        Returns:
-            Groups with ``params``, ``lr``, ``lr_mult``, ``weight_decay`` and ``name``.
+            base: The run's optimizer options (its own lr_multipliers take precedence on the same pattern).
         """
-        optim_cfg = _optim_config(base_lr, weight_decay)
-        mults = {
-            "backbone": self.cfg.backbone_lr_mult if backbone_lr_mult is None else backbone_lr_mult,
-            "head": self.cfg.head_lr_mult if head_lr_mult is None else head_lr_mult,
-        }
-        extra = (*self.cfg.no_decay_names, *SCALAR_PARAMETERS)
-        buckets: dict[tuple[str, float], list[nn.Parameter]] = {}
-        for name, param, module in named_trainable_parameters(self):
-            part = "backbone" if name.startswith("student.backbone.") else "head"
-            wd = weight_decay_of(name, param, module, optim_cfg, extra)
-            buckets.setdefault((part, wd), []).append(param)
-        groups = []
-        for (part, wd), params in sorted(buckets.items()):
-            mult = float(mults[part])
-            groups.append(
-                {
-                    "name": _group_name(part, wd, optim_cfg.weight_decay),
-                    "params": params,
-                    "lr": optim_cfg.lr * mult,
-                    "lr_mult": mult,
-                    "weight_decay": wd,
-                }
-            )
-        return groups
+        mults = {"*": float(self.cfg.head_lr_mult), "student.backbone.*": float(self.cfg.backbone_lr_mult)}
+        return add_rules(base, lr_multipliers=mults, no_decay_names=(*self.cfg.no_decay_names, *SCALAR_PARAMETERS))
 
     # ------------------------------------------------------------------ export
 
@@ -491,7 +461,7 @@ class CLIPZSS(nn.Module):
         if include_text_tower is None:
             include_text_tower = teacher_cfg.pretrained is None
         names = list(dict.fromkeys(self.class_names_all + self.class_names))
-        emb = torch.stack([self._text_cache[n] for n in names]).float().cpu()
+        emb = self._embed(names, list(self.templates)).float().cpu()
         text_encoder: dict[str, Any] = {
             "model_name": teacher_cfg.model_name,
             "pretrained": None if teacher_cfg.pretrained is None else str(teacher_cfg.pretrained),
@@ -517,4 +487,10 @@ class CLIPZSS(nn.Module):
         """A :class:`ZeroShotSegmenter` with this model's student (a copy) and current vocabulary."""
         seg = ZeroShotSegmenter.from_checkpoint(self.export_inference_state_dict())
         seg.set_vocabulary(self.class_names)
+        seg.preset = getattr(self, "preset", None)  # set by clipzss.create_clipzss(name)
         return seg.to(self.student_mean.device)
+
+    def save_pretrained(self, folder: str | os.PathLike, metrics: dict[str, Any] | None = None, **card: Any) -> Any:
+        """Write the inference model (:meth:`to_segmenter`) in the Hub layout of ``ovcore.hub``: config.json,
+        model.safetensors, README.md with ``metrics``; ``clipzss.create_segmenter(folder)`` loads it."""
+        return self.to_segmenter().save_pretrained(folder, metrics, **card)

@@ -1,5 +1,5 @@
 """CLIP-ZSS presets: the paper's students (Swin-B + UPerNet; ConvNeXt as the timm stand-in for the backbones timm
-lacks, spec §6) and tiny CPU presets for tests and demos.
+lacks, paper Sec. 4.3) and tiny CPU presets for tests and demos.
 
 Each preset is a function returning a config (one family per file, timm style). The paper's SegFormer-B4 (MiT) and
 SegNeXt-B (MSCAN) are not in timm; the SegFormer-style all-MLP head is available on any timm backbone instead.
@@ -54,7 +54,7 @@ def _tiny(student: StudentConfig) -> CLIPZSSConfig:
 def clipzss_swin_b_upernet() -> CLIPZSSConfig:
     """Swin-B (window 7, IN-1k, 512 input, drop-path 0.3) + UPerNet (512 ch), ViT-B/16 teacher: the paper's Swin-B row.
 
-    mmseg's swin-base UPerNet recipe (spec §6); IN-22k weights: ``student__pretrained="ms_in22k"``.
+    mmseg's ``configs/swin`` swin-base UPerNet recipe; IN-22k weights: ``student__pretrained="ms_in22k"``.
     """
     return _paper(
         StudentConfig(

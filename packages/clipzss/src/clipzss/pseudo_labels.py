@@ -1,4 +1,4 @@
-"""PLM pseudo labels (paper §3.3, spec §5.3): unannotated mask, multi-scale K-means, mask fusion, fused labels.
+"""PLM pseudo labels (paper Sec. 3.3): unannotated mask, multi-scale K-means, mask fusion, fused labels.
 
 Pipeline for a batch (no gradients; everything comes from the frozen CLIP tokens):
 
@@ -82,7 +82,7 @@ def token_mask(pixel_mask: torch.Tensor, grid: tuple[int, int], rule: str = "maj
 def fuse_clusters(sim: np.ndarray | torch.Tensor, threshold: float = 0.8, mode: str = "one_hop") -> np.ndarray:
     """Mask fusion of the paper (§3.3): group clusters whose centroids are similar.
 
-    ``one_hop`` (the paper's rule, spec §5.3): repeatedly take the largest similarity among unused clusters
+    ``one_hop`` (the paper's rule, Sec. 3.3): repeatedly take the largest similarity among unused clusters
     (diagonal excluded); if it is not above ``threshold`` stop, else take its row i and merge i with every unused k
     with ``sim[i, k] > threshold``; all members become used (each seed and mask is used once). Every remaining
     cluster is its own class. ``transitive``: connected components of ``sim > threshold``.

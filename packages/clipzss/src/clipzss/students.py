@@ -1,4 +1,4 @@
-"""Students: any timm ``features_only`` backbone + a decode head emitting C channels at 1/4 resolution (spec §6).
+"""Students: any timm ``features_only`` backbone + a decode head emitting C channels at 1/4 resolution (paper Sec. 4.3).
 
 The head's output projection replaces the classifier: its C channels live in the CLIP text space, so the text
 embeddings are the classifier ("no new modules", paper §1). The four levels of strides 4, 8, 16, 32 are picked from
@@ -20,27 +20,37 @@ from .heads import create_head
 __all__ = ["Student", "create_backbone", "student_config_for_crop"]
 
 _STRIDES = (4, 8, 16, 32)
+_LOCAL_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".npz")
 
 
 def create_backbone(cfg: StudentConfig) -> nn.Module:
     """timm backbone with ``features_only=True`` (pretrained=True/False, a tag, or a local file).
+
+    A local file is read here, without running code from it (see :func:`_read_local_weights`), and timm receives the
+    state dict: timm still applies the model's own checkpoint conversion (e.g. original Swin names).
 
     Args:
         cfg: Student options.
 
     Returns:
         The timm feature model.
+
+    Raises:
+        FileNotFoundError: a local weights file that does not exist.
+        ValueError: a local weights file that is damaged or holds more than tensors (the message names it).
+        RuntimeError: pretrained weights that cannot be fetched (offline).
     """
     name, kwargs = cfg.backbone, dict(cfg.backbone_kwargs)
     pretrained = cfg.pretrained
     if isinstance(pretrained, str):
-        if pretrained.endswith((".pth", ".pt", ".bin", ".safetensors", ".npz")):
-            kwargs["pretrained_cfg_overlay"] = dict(file=pretrained)
+        if pretrained.endswith(_LOCAL_SUFFIXES):
+            overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
+            kwargs["pretrained_cfg_overlay"] = {**overlay, **_read_local_weights(pretrained)}
         else:
             name = f"{name.split('.')[0]}.{pretrained}"
         pretrained = True
     try:
-        return timm.create_model(name, features_only=True, pretrained=bool(pretrained), **kwargs)
+        model = timm.create_model(name, features_only=True, pretrained=bool(pretrained), **kwargs)
     except (RuntimeError, OSError) as e:
         if pretrained:
             raise RuntimeError(
@@ -48,6 +58,37 @@ def create_backbone(cfg: StudentConfig) -> nn.Module:
                 f"StudentConfig.pretrained or pretrained=False. Cause: {e}"
             ) from e
         raise
+    _drop_loaded_state_dict(model)
+    return model
+
+
+def _read_local_weights(path: str) -> dict[str, Any]:
+    """timm ``pretrained_cfg`` entries for a local weights file, read so that timm never unpickles it.
+
+    ``.pth`` / ``.pt`` / ``.bin`` / ``.safetensors`` are read by ``ovcore.clip.read_state_dict`` (safetensors, or
+    ``ovcore.safe_load``: tensors and plain data only; ``state_dict`` / ``model`` wrappers and ``module.`` prefixes
+    removed) and handed over as ``state_dict``. ``.npz`` (big_vision ViT weights) stays a ``file`` for timm, which
+    reads it with ``numpy.load``, whose default refuses pickled objects.
+
+    Args:
+        path: the weights file.
+
+    Returns:
+        ``{"state_dict": ...}`` or ``{"file": path}``.
+    """
+    if path.endswith(".npz"):
+        return {"file": path}
+    from ovcore.clip import read_state_dict
+
+    return {"state_dict": read_state_dict(path)}
+
+
+def _drop_loaded_state_dict(model: nn.Module) -> None:
+    """timm keeps the overlay in ``pretrained_cfg``; the loaded copy is not needed and would double the memory."""
+    for attr in ("pretrained_cfg", "default_cfg"):
+        cfg = getattr(model, attr, None)
+        if isinstance(cfg, dict):
+            cfg.pop("state_dict", None)
 
 
 def student_config_for_crop(cfg: StudentConfig, crop_size: int) -> StudentConfig:

@@ -1,4 +1,4 @@
-"""Pseudo-weight synthesizer (paper §3.3, Eq. 5; spec §5.4).
+"""Pseudo-weight synthesizer (paper Sec. 3.3, Eqs. 5-6).
 
 :func:`label_centroids` averages the student features over every label of the fused map F across the whole batch
 (Eq. 5). :class:`Synthesizer` turns those centroids (queries) into prototypes with a transformer decoder whose keys
@@ -8,6 +8,7 @@ and values are the CLIP CLS tokens; "mlp" (FC-ReLU-FC) and "identity" are the Ta
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import SynthesizerConfig
@@ -39,9 +40,8 @@ def label_centroids(
     b, c, h, w = features.shape
     hh, ww = labels.shape[-2:]
     dev = features.device
-    # torch's nearest rule: pixel y reads cell floor(y * h / H).
-    cy = (torch.arange(hh, device=dev) * h) // hh
-    cx = (torch.arange(ww, device=dev) * w) // ww
+    cy = _nearest_source_index(h, hh, dev)
+    cx = _nearest_source_index(w, ww, dev)
     cell = (cy[:, None] * w + cx[None, :]).expand(b, hh, ww)
     bidx = torch.arange(b, device=dev)[:, None, None].expand(b, hh, ww)
     valid = (labels >= 0) & (labels < num_labels) & (labels != ignore_index)
@@ -59,6 +59,17 @@ def label_centroids(
     totals = torch.zeros(num_labels, device=dev, dtype=features.dtype).index_add(0, lab_u, weight)
     present = totals > 0
     return sums / totals.clamp_min(1)[:, None], present
+
+
+def _nearest_source_index(size_in: int, size_out: int, device: torch.device) -> torch.Tensor:
+    """The input cell each output pixel reads under ``F.interpolate(mode="nearest")`` of float32 features.
+
+    torch computes ``floor(y * (size_in / size_out))`` with a float32 scale, which is not the exact
+    ``floor(y * size_in / size_out)`` for some sizes that are not integer multiples (2 -> 82: pixel 41), so the
+    indices are taken from torch itself (float32 holds every index below 2**24 exactly).
+    """
+    grid = torch.arange(size_in, device=device, dtype=torch.float32).view(1, 1, size_in, 1)
+    return F.interpolate(grid, size=(size_out, 1), mode="nearest").view(size_out).long()
 
 
 class Synthesizer(nn.Module):

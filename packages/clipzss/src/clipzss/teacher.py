@@ -1,4 +1,4 @@
-"""The frozen CLIP ViT teacher (spec §5.1): CLS embedding and projected dense tokens at the training crop size.
+"""The frozen CLIP ViT teacher (paper Sec. 3.2, 4.2): CLS embedding and projected dense tokens at the crop size.
 
 It wraps ``ovcore.clip.create_clip`` + ``ovcore.clip.ViTCLIPEncoder``: the positional embedding is interpolated
 (bilinear) to the crop's grid (512 -> 32x32 for ViT-B/16). The teacher is used only in training: the training

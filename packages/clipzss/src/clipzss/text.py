@@ -148,8 +148,7 @@ def class_embeddings(
             weights_id=weights_id_of(weights),
             cache_dir=cache_dir,
             device=device,
-            progress=False,
         )
-    else:
-        emb = encode_vocabulary(encoder, tokenizer, list(class_names), list(templates), device=device, progress=False)
+    else:  # ovcore's default progress: silent for short vocabularies, a bar or log lines for long ones
+        emb = encode_vocabulary(encoder, tokenizer, list(class_names), list(templates), device=device)
     return F.normalize(emb.float().mean(1), dim=-1)

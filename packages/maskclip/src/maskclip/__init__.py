@@ -12,19 +12,20 @@ Quick start::
 See ``maskclip.list_presets()`` and the package README for presets, the reading of the paper and published figures.
 """
 
-from maskclip._registry import create_maskclip, is_preset, list_presets
-from maskclip.config import MaskCLIPConfig, load_config
-from maskclip.evaluation import evaluate
-from maskclip.model import MaskCLIP, rescale_size, window_boxes
+from ovcore.lazy import lazy_exports
 
-__all__ = [
-    "MaskCLIP",
-    "MaskCLIPConfig",
-    "create_maskclip",
-    "evaluate",
-    "is_preset",
-    "list_presets",
-    "load_config",
-    "rescale_size",
-    "window_boxes",
-]
+_EXPORTS = {
+    "MaskCLIP": "maskclip.model",
+    "MaskCLIPConfig": "maskclip.config",
+    "create_maskclip": "maskclip._registry",
+    "evaluate": "maskclip.evaluation",
+    "is_preset": "maskclip._registry",
+    "list_presets": "maskclip._registry",
+    "load_config": "maskclip.config",
+    "rescale_size": "maskclip.model",
+    "window_boxes": "maskclip.model",
+}
+
+__all__ = list(_EXPORTS)
+# Names are imported on first use: `import maskclip` (and the maskclip commands' --help) stays free of torch.
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

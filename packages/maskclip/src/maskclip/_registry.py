@@ -46,19 +46,62 @@ def create_maskclip(
     """Build a MaskCLIP preset.
 
     Args:
-        name: A registered preset (see :func:`list_presets`).
+        name: A registered preset (see :func:`list_presets`), or pretrained weights in the Hub layout
+            (``ovcore.hub``): ``"hf-hub:org/repo[@revision]"`` or a folder written by ``MaskCLIP.save_pretrained``.
         pretrained: True for the preset's open_clip tag (random weights when it has none), None / False for random
-            CLIP weights, or an explicit open_clip tag or local CLIP checkpoint file.
+            CLIP weights, an explicit open_clip tag or local CLIP checkpoint file, or an ``hf-hub:`` source /
+            pretrained folder.
         device: Where to build.
         class_names: Optional vocabulary to encode right away (otherwise the preset's, lazily).
         cache_dir: Text-embedding cache folder (default ``ovcore.text.default_cache_dir()``).
         **overrides: ``MaskCLIPConfig`` fields to change (e.g. ``window_size=None``, ``test_short_side=448``).
 
     Raises:
-        ValueError: unknown preset (the message lists them), unknown override or unknown tag.
+        ValueError: unknown preset (the message lists them), unknown override or unknown tag; a bad pretrained
+            source.
         RuntimeError: the tag's weights are not in the local cache and the hub is offline (the message names the
-            model, the tag and the expected paths).
+            model, the tag and the expected paths); the same for an ``hf-hub:`` source.
     """
-    return _PRESETS.get(name)(
-        pretrained=pretrained, device=device, class_names=class_names, cache_dir=cache_dir, **overrides
-    )
+    from ovcore.hub import is_pretrained_source
+
+    build = dict(device=device, class_names=class_names, cache_dir=cache_dir)
+    if not is_preset(name) and is_pretrained_source(name):
+        if pretrained not in (True, None, False):
+            raise ValueError(f"{name!r} already holds the weights; do not pass pretrained= as well")
+        return _create_pretrained(None, name, build, overrides)
+    if is_pretrained_source(pretrained):
+        return _create_pretrained(name, pretrained, build, overrides)
+    return _PRESETS.get(name)(pretrained=pretrained, **build, **overrides)
+
+
+def _create_pretrained(
+    preset: str | None, source: str | os.PathLike, build: dict[str, Any], overrides: dict[str, Any]
+) -> MaskCLIP:
+    """``create_maskclip`` from the Hub layout: the saved config (or the named preset's), then the saved weights."""
+    from maskclip.config import MaskCLIPConfig, load_config
+    from maskclip.presets import build_maskclip
+    from ovcore.clip import load_clip_weights
+    from ovcore.hub import load_pretrained_file
+    from ovcore.text import weights_id_of
+
+    weights, path = load_pretrained_file(source, method="maskclip")
+    if preset is None or preset == weights.preset:
+        cfg = MaskCLIPConfig().replace(**weights.config).replace(**overrides)
+    else:
+        cfg = load_config(preset, **overrides)
+    model = build_maskclip(cfg, pretrained=None, cache_dir=build["cache_dir"])
+    # MaskCLIP's only weights are its CLIP's (state-dict prefix "clip.").
+    foreign = [k for k in weights.state_dict if not k.startswith("clip.")]
+    if foreign:
+        raise ValueError(f"{source}: MaskCLIP weights are CLIP weights (keys clip.*); found {foreign[:5]}")
+    clip_state = {k[len("clip.") :]: v for k, v in weights.state_dict.items()}
+    try:
+        load_clip_weights(model.clip, clip_state)
+    except ValueError as err:  # the weights do not fit the preset: say which source
+        raise ValueError(f"{source}: {err}") from err
+    # The file's identity keys the on-disk text-embedding cache.
+    model.weights_id = weights_id_of(path)
+    model.to(build["device"])
+    if build["class_names"] is not None:
+        model.set_vocabulary(build["class_names"])
+    return model

@@ -9,7 +9,7 @@ from typing import Any
 from maskclip._registry import create_maskclip, list_presets
 from ovcore.method import MethodSpec
 
-__all__ = ["METHOD", "create"]
+__all__ = ["METHOD", "create", "save"]
 
 
 def create(preset: str, checkpoint: str | os.PathLike | Mapping[str, Any] | None = None, **overrides: Any) -> Any:
@@ -32,6 +32,14 @@ def create(preset: str, checkpoint: str | os.PathLike | Mapping[str, Any] | None
     return create_maskclip(preset, pretrained=checkpoint, **overrides)
 
 
+def save(model: Any, path: str | os.PathLike) -> None:
+    """``MethodSpec.save``: write the CLIP weights (MaskCLIP's only weights), the file ``create(preset,
+    checkpoint=path)`` reads back."""
+    import torch
+
+    torch.save(model.clip.state_dict(), path)
+
+
 METHOD = MethodSpec(
     name="maskclip",
     title="MaskCLIP (Zhou et al., ECCV 2022), training-free dense CLIP",
@@ -39,5 +47,6 @@ METHOD = MethodSpec(
     create=create,
     trainable=False,
     small_preset="maskclip_vit_tiny",
+    save=save,
     extras={"paper": "Extract Free Dense Labels from CLIP (ECCV 2022)", "iou_convention": "mmseg"},
 )

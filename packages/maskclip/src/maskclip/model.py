@@ -127,6 +127,27 @@ class MaskCLIP(nn.Module):
             "its MethodSpec reports trainable=False."
         )
 
+    # ------------------------------------------------------------------------------------------- Hub layout
+    def pretrained_info(self) -> tuple[str, str, dict[str, Any]]:
+        """``("maskclip", preset, config dict)`` for ``ovcore.hub`` (the config rebuilds this model exactly)."""
+        return "maskclip", self.cfg.name, self.cfg.to_dict()
+
+    def save_pretrained(self, folder: str | os.PathLike, metrics: dict[str, Any] | None = None, **card: Any) -> Any:
+        """Write the Hub layout (config.json, model.safetensors with the CLIP weights, README.md) that
+        ``maskclip.create_maskclip(folder)`` and ``create_maskclip("hf-hub:org/repo")`` load.
+
+        Args:
+            folder: Output folder.
+            metrics: ``{benchmark: mIoU}`` these weights were evaluated at (shown in the model card).
+            **card: ``extra_card`` / ``metrics_source`` / ``repo_id`` of ``ovcore.hub.save_pretrained``.
+
+        Returns:
+            The folder (a ``pathlib.Path``).
+        """
+        from ovcore.hub import save_model
+
+        return save_model(self, folder, metrics=metrics, **card)
+
     @property
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
@@ -259,16 +280,17 @@ class MaskCLIP(nn.Module):
 
     def predict(
         self,
-        images: torch.Tensor,
+        images: Any,
         class_names: Sequence[str] | None = None,
         *,
         templates: str | Sequence[str] | None = None,
         **options: Any,
     ) -> Prediction:
-        """Segment uint8 RGB images (B, 3, H, W) into the current (or the given) vocabulary.
+        """Segment RGB images into the current (or the given) vocabulary.
 
         Args:
-            images: 0..255 RGB, uint8 or float, all of one size.
+            images: RGB images of one size: a uint8 or 0..255 float tensor (B, 3, H, W) or (3, H, W), or PIL images,
+                paths, numpy arrays or a list of them (``ovcore.data.images.as_image_batch``).
             class_names: Switch to this vocabulary first (embeddings are cached); default the current one.
             templates: Template set for ``class_names``.
             **options: One-call overrides of the test pipeline: ``test_short_side``, ``test_max_size``,
@@ -281,7 +303,10 @@ class MaskCLIP(nn.Module):
         Raises:
             ValueError: bad images, an unknown option or a bad option value.
         """
+        from ovcore.data.images import as_image_batch  # deferred: the data package is only needed here
+
         cfg = self._call_config(options)
+        images = as_image_batch(images)
         if class_names is not None:
             self.set_vocabulary(class_names, templates)
         self.ensure_vocabulary()

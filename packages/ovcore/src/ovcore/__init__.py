@@ -25,6 +25,8 @@ _SUBMODULES = (
     "registry",
     "configs",
     "method",
+    "hub",
+    "vis",
     "metrics",
     "data",
     "evaluate",

@@ -38,7 +38,7 @@ class _PrepareBase:
     """Worker processes (0: convert in this process)."""
 
     def _kwargs(self) -> dict[str, Any]:
-        from ovcore.command import check_min, check_output_dir
+        from ovcore.cmd.errors import check_min, check_output_dir
 
         check_min("--workers", self.workers, 0)
         if self.root is not None and Path(self.root).is_dir():  # a missing root is reported by the preparer
@@ -162,7 +162,7 @@ class DemoData:
     """Replace an existing demo dataset."""
 
     def run(self) -> None:
-        from ovcore.command import check_min, check_output_dir
+        from ovcore.cmd.errors import check_min, check_output_dir
         from ovcore.data import default_root, write_demo_dataset
 
         check_min("--num-train", self.num_train, 1)
@@ -221,8 +221,8 @@ def _run(args: list[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ovcore`` console script; errors follow :mod:`ovcore.command` (one line, exit 2)."""
-    from ovcore.command import run_command
+    """Entry point of the ``ovcore`` console script; errors follow :mod:`ovcore.cmd.errors` (one line, exit 2)."""
+    from ovcore.cmd.errors import run_command
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = list(sys.argv[1:] if argv is None else argv)

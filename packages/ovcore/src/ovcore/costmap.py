@@ -1,4 +1,4 @@
-"""Cosine image-text cost map (SED Eq. 1, spec §3).
+"""Cosine image-text cost map (SED paper Sec. 3.1, Eq. 1).
 
 ``C[b, p, t, i, j] = <F̂v[b, :, i, j], Ê[b, t, p, :]>`` with both sides L2-normalised and no temperature. The class
 axis T is processed in chunks written into a preallocated output, so the temporary memory is one chunk's worth.

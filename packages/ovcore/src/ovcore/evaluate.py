@@ -121,7 +121,8 @@ def evaluate(
     """Score ``predict_fn`` on ``dataset`` and return (and optionally write) the metrics and timings.
 
     Args:
-        predict_fn: Maps uint8 images ``(B, 3, H, W)`` on ``device`` to per-class scores ``(B, T, h, w)``; scores are
+        predict_fn: Maps uint8 images ``(B, 3, H, W)`` on ``device`` to per-class scores ``(B, T, h, w)`` (or to an
+            ``ovcore.method.Prediction``, whose ``probs`` are the scores, so ``model.predict`` works as is); scores are
             resized to the label size if ``(h, w)`` differs, then argmax over T. T may exceed ``num_classes`` only if
             ``pred_remap`` folds the extra ids (e.g. PAS-20b: T=59, ``num_classes=21``, ``voc20b_collapse``).
         dataset: Map-style dataset of ``{"image": uint8 (3, H, W), "label": int64 (H', W'), "name": str}``.
@@ -196,6 +197,8 @@ def evaluate(
                 sync(device)
             t0 = time.perf_counter()
             scores = predict_fn(images)
+            # A method's ``predict`` (an ``ovcore.method.Prediction``) scores directly: its probabilities.
+            scores = getattr(scores, "probs", scores)
             if sync is not None:
                 sync(device)
             elapsed = time.perf_counter() - t0

@@ -33,6 +33,7 @@ __all__ = [
     "get_method",
     "list_methods",
     "list_presets",
+    "predict_each",
     "register_method",
 ]
 
@@ -72,10 +73,15 @@ class SegmentationModel(Protocol):
     """The model interface every method implements (a ``torch.nn.Module``).
 
     * ``forward(batch)`` takes a training batch (``{"image": uint8 (B,3,H,W), "label": int64 (B,H,W), ...}``) and
-      returns a dict of losses whose ``"loss"`` entry is optimised (training-free methods raise ``RuntimeError``);
-    * ``predict(images, class_names=...)`` runs the method's test pipeline and returns a :class:`Prediction`;
+      returns a dict of named scalar losses; the training engine optimises their (weighted) sum and logs it as
+      ``"loss"`` (training-free methods raise ``RuntimeError``);
+    * ``predict(images, class_names=...)`` runs the method's test pipeline on any image input
+      (``ovcore.data.images``: PIL images, paths, arrays, uint8 or 0..255 float tensors, lists) and returns a
+      :class:`Prediction`;
     * ``set_vocabulary(names, templates=...)`` switches the vocabulary (text embeddings are cached);
-    * ``class_names`` is the current vocabulary.
+    * ``class_names`` is the current vocabulary;
+    * optionally ``default_optim(optim_cfg) -> OptimConfig``: the method's parameter groups as rules (learning-rate
+      multipliers and no-decay names by parameter-name pattern) that ``ovcore.train.build_optimizer`` applies.
     """
 
     class_names: list[str]
@@ -99,6 +105,8 @@ class MethodSpec:
             the weights of a checkpoint file.
         trainable: Whether ``forward`` trains (False for training-free baselines).
         small_preset: The preset the contract tests build (tiny, random weights, CPU).
+        save: ``(model, path) -> None``: writes the weights a later ``create(preset, checkpoint=path)`` reads back
+            (None: ``torch.save(model.state_dict(), path)``).
         extras: Anything else a method wants to publish (kept out of the core contract).
     """
 
@@ -108,7 +116,17 @@ class MethodSpec:
     create: Callable[..., Any]
     trainable: bool = True
     small_preset: str | None = None
+    save: Callable[[Any, Any], None] | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
+
+    def save_model(self, model: Any, path: Any) -> None:
+        """Write ``model``'s weights to ``path`` in the form ``create(preset, checkpoint=path)`` reads."""
+        if self.save is not None:
+            self.save(model, path)
+            return
+        import torch
+
+        torch.save(model.state_dict(), path)
 
 
 _REGISTERED: dict[str, MethodSpec] = {}
@@ -186,12 +204,43 @@ def find_method(preset: str) -> MethodSpec:
 def create_model(preset: str, checkpoint: Any = None, **overrides: Any) -> Any:
     """Build any method's preset by name: ``ovcore.method.create_model("sed_tiny")``.
 
+    ``preset`` may also be pretrained weights in the Hub layout (``ovcore.hub``): ``"hf-hub:org/repo[@revision]"``
+    or a folder written by ``save_pretrained``; config.json then names the method and the preset.
+
     Args:
-        preset: A preset name from :func:`list_presets`.
-        checkpoint: Optional weights (a file or a state dict) in the method's format.
+        preset: A preset name from :func:`list_presets`, an ``hf-hub:`` source or a pretrained folder.
+        checkpoint: Optional weights (a file, a state dict, or an ``hf-hub:`` source / pretrained folder).
         **overrides: Passed to the method's ``create`` (config fields, ``device=...``).
 
     Raises:
-        ValueError: unknown preset.
+        ValueError: unknown preset, or a bad pretrained source (see ``ovcore.hub.load_pretrained``).
+        RuntimeError: an ``hf-hub:`` source that is offline and not in the cache.
     """
+    from ovcore.hub import HUB_PREFIX, create_from_pretrained, is_pretrained_source
+
+    # A registered preset wins over a same-named folder in the working directory.
+    if preset.startswith(HUB_PREFIX) or (is_pretrained_source(preset) and preset not in list_presets("*")):
+        if checkpoint is not None:
+            raise ValueError(f"{preset!r} already holds the weights; do not pass checkpoint= as well")
+        return create_from_pretrained(preset, **overrides)
     return find_method(preset).create(preset, checkpoint=checkpoint, **overrides)
+
+
+def predict_each(model: Any, images: Any, class_names: Sequence[str] | None = None, **options: Any) -> list[Prediction]:
+    """``model.predict`` one image at a time: the route for images of different sizes (one batch needs one size).
+
+    Args:
+        model: A :class:`SegmentationModel`.
+        images: Anything ``ovcore.data.images.as_image_list`` accepts (PIL images, paths, arrays, tensors, lists).
+        class_names: Switch to this vocabulary first (once, not per image).
+        **options: The method's predict options.
+
+    Returns:
+        One :class:`Prediction` (batch of one) per image, in order.
+    """
+    from ovcore.data.images import as_image_list
+
+    frames = as_image_list(images)
+    if class_names is not None:
+        model.set_vocabulary(class_names, options.pop("templates", None))
+    return [model.predict(frame[None], **options) for frame in frames]

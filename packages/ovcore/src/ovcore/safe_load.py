@@ -14,18 +14,23 @@ this workspace goes through this module instead of ``torch.load`` / ``pickle.loa
   files) from its pickle without compiling or running the archive's TorchScript code.
 
 Refusals are :class:`UnsafeFileError` (a ``ValueError``) and name the file, the refused globals and what to do.
+A file that is not a readable torch file at all (empty, truncated, corrupt, another format) is a
+:class:`DamagedFileError` (a ``ValueError`` too) that says so: nothing in it was refused, it has to be re-downloaded
+or re-saved.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import functools
 import io
 import os
 import pickle
 import pickletools
 import re
+import struct
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +38,7 @@ from typing import Any
 
 __all__ = [
     "UNSAFE_HINT",
+    "DamagedFileError",
     "UnsafeFileError",
     "load_pickle_file",
     "load_torch_file",
@@ -50,6 +56,13 @@ UNSAFE_HINT = (
 
 class UnsafeFileError(ValueError):
     """A file whose pickle names a callable or class outside the allowlist (reading it could run code)."""
+
+
+class DamagedFileError(ValueError):
+    """A file that is not a readable torch file: empty, truncated, corrupt or of another format.
+
+    ``__cause__`` holds the reader's original exception.
+    """
 
 
 # Python 2 pickles name these modules by their old names.
@@ -104,6 +117,26 @@ def _display(path: Path) -> str:
 
 def _refusal(path: Path, what: str, detail: str) -> UnsafeFileError:
     return UnsafeFileError(f"refusing to load {what} {_display(path)}: {detail}; {UNSAFE_HINT}")
+
+
+def _damaged(path: Path, what: str, err: BaseException) -> DamagedFileError:
+    return DamagedFileError(
+        f"{what} {_display(path)} is not a readable torch file (truncated or corrupt?): re-download or re-save it "
+        f"({_short_reason(err)})"
+    )
+
+
+def _short_reason(err: BaseException) -> str:
+    """The first sentence of the reader's message, never torch's advice to load with ``weights_only=False``."""
+    text = str(err).strip()
+    if isinstance(err, EOFError) or not text:
+        return "the file is empty or ends early"
+    if isinstance(err, pickle.UnpicklingError):
+        return f"unreadable pickle data: {_weights_only_reason(err)}"
+    kind = type(err)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
+    first = text.splitlines()[0].split(". ", 1)[0]
+    return f"{name}: {first[:160]}"
 
 
 def _require_file(path: str | os.PathLike, what: str) -> Path:
@@ -201,8 +234,8 @@ def _check_archive_globals(path: Path, what: str) -> None:
     try:
         for data in _archive_pickles(path):
             named |= pickle_globals(data)
-    except (zipfile.BadZipFile, ValueError, EOFError) as err:
-        raise ValueError(f"could not read {what} {_display(path)}: {type(err).__name__}: {err}") from err
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as err:
+        raise _damaged(path, what, err) from err
     refused = sorted(named - allowed)
     if refused:
         raise _refusal(path, what, f"its pickle names {', '.join(refused)}")
@@ -231,7 +264,9 @@ def load_torch_file(path: str | os.PathLike, *, map_location: Any = "cpu", what:
     Raises:
         FileNotFoundError: no such file.
         UnsafeFileError: the file's pickle names a global outside the allowlist (a ``ValueError``; the message names
-            the file, the globals and what to do). Corrupt files raise what ``torch.load`` raises.
+            the file, the globals and what to do).
+        DamagedFileError: the file is not a readable torch file (empty, truncated, corrupt, another format; a
+            ``ValueError`` naming the file and saying to re-download or re-save it).
     """
     import torch
 
@@ -242,16 +277,69 @@ def load_torch_file(path: str | os.PathLike, *, map_location: Any = "cpu", what:
         with _numpy_admitted():
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        raise _refusal(path, what, _weights_only_reason(err)) from err
+        if _names_a_global(err) and _legacy_pickles_parse(path):
+            raise _refusal(path, what, _weights_only_reason(err)) from err
+        raise _damaged(path, what, err) from err  # e.g. a file cut inside a global's name reads as a refusal
+    except _READ_ERRORS as err:
+        if _is_environment_error(err):
+            raise
+        raise _damaged(path, what, err) from err
+
+
+# What torch.load raises for data that is not a torch file (empty, cut short, random bytes, another format): the
+# legacy reader unpickles a header and seeks to storages, the zip reader reports a broken archive, each its own way.
+_READ_ERRORS: tuple[type[BaseException], ...] = (
+    EOFError, RuntimeError, OSError, KeyError, IndexError, TypeError, AttributeError, ValueError, OverflowError,
+    struct.error, zipfile.BadZipFile, UnicodeDecodeError,
+)
+_MISSING_OR_DENIED = (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOMEM, errno.ENOSPC)
+
+
+def _is_environment_error(err: BaseException) -> bool:
+    """Errors of this machine, not of the file: no permission, out of memory, a device torch cannot use."""
+    if isinstance(err, UnsafeFileError | DamagedFileError):
+        return True  # already explained
+    if isinstance(err, OSError) and not isinstance(err, zipfile.BadZipFile):
+        return err.errno in _MISSING_OR_DENIED
+    if isinstance(err, RuntimeError):
+        text = str(err)
+        return any(k in text for k in ("CUDA", "cuda", "device", "out of memory", "can't allocate")) and not any(
+            k in text for k in ("PytorchStreamReader", "zip archive", "corrupt", "unexpected EOF")
+        )
+    return False
+
+
+def _names_a_global(err: pickle.UnpicklingError) -> bool:
+    """Whether torch refused a named global or class (an unsafe file), not an opcode it cannot parse (damage)."""
+    text = _weights_only_reason(err) + " " + str(err)
+    return bool(re.search(r"GLOBAL|[Uu]nsupported (global|class)|not an allowed global|blocked", text))
+
+
+def _legacy_pickles_parse(path: Path) -> bool:
+    """Whether the pickles of a legacy ``torch.save`` file (magic, protocol, system info, object, storage keys) each
+    run to their STOP opcode; a zip archive was checked entry by entry before."""
+    if zipfile.is_zipfile(path):
+        return True
+    try:
+        with open(path, "rb") as f:
+            for _ in range(5):
+                for _ in pickletools.genops(f):
+                    pass
+    except (ValueError, EOFError, KeyError, UnicodeDecodeError, struct.error):
+        return False
+    return True
 
 
 def _weights_only_reason(err: pickle.UnpicklingError) -> str:
     """The line of torch's message that says what was refused (the rest advises ``weights_only=False``)."""
     marker = "WeightsUnpickler error:"
-    for line in str(err).splitlines():
+    lines = [line.strip() for line in str(err).splitlines()]
+    for i, line in enumerate(lines):
         if marker in line:
-            return line.split(marker, 1)[1].split(" Please use", 1)[0].strip()
-    return "its pickle is not a plain torch.save of tensors"
+            reason = line.split(marker, 1)[1].split(" Please use", 1)[0].strip()
+            return reason or next((rest for rest in lines[i + 1 :] if rest), "unreadable pickle data")
+    named = [line for line in lines if "GLOBAL" in line]
+    return named[0] if named else "its pickle is not a plain torch.save of tensors"
 
 
 # ---------------------------------------------------------------------------------------------- TorchScript archives

@@ -5,7 +5,7 @@ Quick start::
     import sed
     model = sed.create_sed("sed_convnext_b_768")          # open_clip weights from the local hub cache
     out = model.predict(images_uint8, class_names=["cat", "grass, lawn"], k=8)
-    out["probs"], out["labels"], out["stats"]["kept"]
+    out.probs, out.labels, [s["kept"] for s in out.stats]     # an ovcore.method.Prediction
 
 See `sed.list_presets()` and the package README for presets, official checkpoints and differences from the
 official code.

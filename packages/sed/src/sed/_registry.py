@@ -47,19 +47,54 @@ def create_sed(
     """Build a SED preset.
 
     Args:
-        name: a registered preset (see `list_presets`).
+        name: a registered preset (see `list_presets`), or pretrained weights in the Hub layout (``ovcore.hub``):
+            ``"hf-hub:org/repo[@revision]"`` or a folder written by ``SED.save_pretrained``.
         pretrained_clip: True for the preset's open_clip tag (random init when the preset has none), None/False for
             random CLIP weights, or an explicit tag / local CLIP checkpoint. Ignored (no CLIP download) when
             `checkpoint` provides the whole model.
         checkpoint: a full SED checkpoint: the official detectron2 ``.pth`` (converted on the fly), a file saved from
-            this package (``.pth`` / ``.safetensors``), or a state dict.
+            this package (``.pth`` / ``.safetensors``), a state dict, or an ``hf-hub:`` source / pretrained folder.
         device: where to build; ``"meta"`` builds shapes only (random init, no vocabulary).
         class_names: optional vocabulary to encode right away (otherwise the preset's, lazily).
         **overrides: `SEDConfig` fields to change (e.g. ``input_size=512``, ``cer_topk=8``).
 
     Raises:
-        ValueError: unknown preset (the message lists them) or unknown override.
+        ValueError: unknown preset (the message lists them) or unknown override; a bad pretrained source.
+        RuntimeError: an ``hf-hub:`` source that is offline and not in the Hugging Face cache.
     """
-    return _PRESETS.get(name)(
-        pretrained_clip=pretrained_clip, checkpoint=checkpoint, device=device, class_names=class_names, **overrides
-    )
+    from ovcore.hub import is_pretrained_source
+
+    build = dict(pretrained_clip=pretrained_clip, device=device, class_names=class_names)
+    if not is_preset(name) and is_pretrained_source(name):
+        if checkpoint is not None:
+            raise ValueError(f"{name!r} already holds the weights; do not pass checkpoint= as well")
+        return _create_pretrained(None, name, build, overrides)
+    if is_pretrained_source(checkpoint):
+        return _create_pretrained(name, checkpoint, build, overrides)
+    return _PRESETS.get(name)(checkpoint=checkpoint, **build, **overrides)
+
+
+def _create_pretrained(
+    preset: str | None, source: str | os.PathLike, build: dict[str, Any], overrides: dict[str, Any]
+) -> SED:
+    """`create_sed` from the Hub layout: the saved config (or another preset's, when one is named), saved weights."""
+    from ovcore.hub import load_pretrained_file
+    from ovcore.text import weights_id_of
+    from sed.config import SEDConfig, load_config
+    from sed.presets import build_sed
+
+    weights, path = load_pretrained_file(source, method="sed")
+    if preset is None or preset == weights.preset:
+        cfg = SEDConfig().replace(**weights.config).replace(**overrides)
+    else:
+        cfg = load_config(preset, **overrides)
+    class_names = build.pop("class_names")
+    try:
+        model = build_sed(cfg, checkpoint=weights.state_dict, **build)
+    except ValueError as err:  # the weights do not fit the preset: say which source
+        raise ValueError(f"{source}: {err}") from err
+    # The file's identity keys the on-disk text-embedding cache (an in-memory state dict has none).
+    model.weights_id = weights_id_of(path)
+    if class_names is not None:
+        model.set_vocabulary(class_names)
+    return model

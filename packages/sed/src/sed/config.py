@@ -44,13 +44,13 @@ class SEDConfig:
     """P: cost-map channels. The decoder's conv1 and cost-guidance chain are built for exactly this many."""
     vocabulary: str | list[str] = "coco_stuff_171"
     """Default class list: an `ovcore.data` dataset name or an explicit list (used until `set_vocabulary`)."""
-    # --- input pipeline (spec §7)
+    # --- input pipeline (official SED ``sed/sed_model.py`` inference)
     input_size: int = 768
     """Every image is warped (aspect ratio not kept) to input_size x input_size inside the model."""
     test_short_side: int | None = 640
     """predict(): resize the short side to this (PIL bilinear, long side <= test_max_size) first; None skips."""
     test_max_size: int = 2560
-    # --- decoder (spec §4)
+    # --- decoder (SED paper Sec. 3.2, official ``sed/modeling/transformer/model.py``)
     hidden_dim: int = 128
     decoder_dims: tuple[int, int, int] = (64, 32, 16)
     guidance_proj_dims: tuple[int, int, int] = (32, 16, 8)

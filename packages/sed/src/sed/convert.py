@@ -1,10 +1,11 @@
 """Load the released SED weights (detectron2 ``.pth``) into this package's model, and the `sed-convert` CLI.
 
-Official layout (spec §10): ``checkpoint["model"]`` holds ``sem_seg_head.predictor.clip_model.*`` (the whole
-open_clip CLIP, text tower included) and ``sem_seg_head.predictor.transformer.*`` (the decoder). This package keeps
-the official module names below those prefixes, except for the named sub-layers of the decoder's blocks
-(`sed.layers.OFFICIAL_SUBLAYER_NAMES`, e.g. ``conv.double_conv.0`` -> ``conv.conv1``), so conversion is a prefix swap
-plus those renames, followed by a strict check of every key and shape against the target preset::
+Official layout (detectron2 checkpoints of ``xb534/SED``): ``checkpoint["model"]`` holds
+``sem_seg_head.predictor.clip_model.*`` (the whole open_clip CLIP, text tower included) and
+``sem_seg_head.predictor.transformer.*`` (the decoder). This package keeps the official module names below those
+prefixes, except for the named sub-layers of the decoder's blocks (`sed.layers.OFFICIAL_SUBLAYER_NAMES`, e.g.
+``conv.double_conv.0`` -> ``conv.conv1``), so conversion is a prefix swap plus those renames, followed by a strict check
+of every key and shape against the target preset::
 
     sem_seg_head.predictor.clip_model.<k>   ->  encoder.clip.<k>
     sem_seg_head.predictor.transformer.<k>  ->  decoder.<k>   (then sed.layers.rename_official_key)
@@ -12,7 +13,6 @@ plus those renames, followed by a strict check of every key and shape against th
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import warnings
@@ -24,7 +24,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ovcore.command import run_command
 from sed.layers import rename_official_key
 
 __all__ = [
@@ -35,6 +34,7 @@ __all__ = [
     "infer_variant",
     "load_sed_checkpoint",
     "read_checkpoint",
+    "write_hub_folder",
     "main",
 ]
 
@@ -217,29 +217,27 @@ def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`sed-convert OFFICIAL.pth OUT.(safetensors|pth) [--variant b|l]`."""
-    parser = argparse.ArgumentParser(
-        prog="sed-convert", description="Convert an official SED detectron2 checkpoint to this package's layout."
-    )
-    parser.add_argument("input", help="official checkpoint (.pth with a 'model' key)")
-    parser.add_argument("output", help="output file: .safetensors or .pth")
-    parser.add_argument("--variant", default=None, help="'b', 'l' or a preset name (default: inferred)")
-    args = parser.parse_args(argv)
-    return run_command("sed-convert", lambda: _convert(args.input, args.output, args.variant))
+    """``sed-convert OFFICIAL.pth [OUT] [--hub-folder DIR] [--variant b|l]`` (the parser is :mod:`sed.cli.convert`)."""
+    from sed.cli.convert import main as convert_main
+
+    return convert_main(argv)
 
 
-def _convert(source: str, target: str, variant: str | None) -> None:
-    """Body of ``sed-convert``: check both paths, convert, write atomically."""
-    from ovcore.command import UsageError, check_output_dir, require_file
+def convert_command(source: str, target: str | None, variant: str | None, hub_folder: str | None = None) -> None:
+    """Body of ``sed-convert`` (see :func:`_convert`)."""
+    _convert(source, target, variant, hub_folder)
+
+
+def _convert(source: str, target: str | None, variant: str | None, hub_folder: str | None = None) -> None:
+    """Body of ``sed-convert``: check the paths, convert, write atomically (a file and / or a Hub folder)."""
+    from ovcore.cmd.errors import UsageError, check_output_dir, require_file
     from ovcore.train.checkpoint import UNREADABLE_ERRORS, unreadable_file_error
 
     require_file(source, "INPUT")
-    output = Path(target).expanduser()
-    if output.suffix not in (".safetensors", ".pth", ".pt"):
-        raise UsageError(f"OUTPUT {output}: unknown file type {output.suffix!r}; name it *.safetensors or *.pth")
-    if output.is_dir():
-        raise UsageError(f"OUTPUT {output} is a folder; give a file name ending in .safetensors or .pth")
-    check_output_dir(output.parent, "OUTPUT's folder")
+    if target is None and hub_folder is None:
+        raise UsageError("give OUTPUT (a .safetensors / .pth file), --hub-folder DIR, or both")
+    output = None if target is None else _check_output_file(target)
+    hub = None if hub_folder is None else check_output_dir(hub_folder, "--hub-folder")
     try:
         raw = _model_dict(read_checkpoint(source))
     except UNREADABLE_ERRORS as err:
@@ -247,9 +245,60 @@ def _convert(source: str, target: str, variant: str | None) -> None:
     variant = variant or infer_variant(raw)
     state = convert_official_checkpoint(raw, variant)
     preset = VARIANTS.get(variant.lower(), variant)
-    out = save_state_dict(state, output, preset)
-    print(f"converted {len(state)} tensors ({preset}) -> {out}")  # noqa: T201 - CLI output
-    print(f"load with: sed.create_sed({preset!r}, checkpoint={str(out)!r})")  # noqa: T201
+    written = []
+    if output is not None:
+        written.append(save_state_dict(state, output, preset))
+    if hub is not None:
+        written.append(write_hub_folder(state, hub, preset))
+    for out in written:
+        print(f"converted {len(state)} tensors ({preset}) -> {out}")  # noqa: T201 - CLI output
+        print(f"load with: sed.create_sed({preset!r}, checkpoint={str(out)!r})")  # noqa: T201
+    if hub is not None:
+        print(f"publish with: hf upload ORG/REPO {hub} .  (then sed.create_sed('hf-hub:ORG/REPO'))")  # noqa: T201
+
+
+def _check_output_file(target: str) -> Path:
+    from ovcore.cmd.errors import UsageError, check_output_dir
+
+    output = Path(target).expanduser()
+    if output.suffix not in (".safetensors", ".pth", ".pt"):
+        raise UsageError(f"OUTPUT {output}: unknown file type {output.suffix!r}; name it *.safetensors or *.pth")
+    if output.is_dir():
+        raise UsageError(f"OUTPUT {output} is a folder; give a file name ending in .safetensors or .pth")
+    check_output_dir(output.parent, "OUTPUT's folder")
+    return output
+
+
+def write_hub_folder(state: Mapping[str, torch.Tensor], folder: str | os.PathLike, preset: str) -> Path:
+    """Write converted official weights in the Hub layout of ``ovcore.hub`` (config.json, model.safetensors,
+    README.md), with the paper's figures for the preset (its config's ``extra["paper_miou"]``) in the model card.
+
+    One ``hf upload ORG/REPO FOLDER .`` publishes it; ``sed.create_sed("hf-hub:ORG/REPO")`` loads it.
+    """
+    from ovcore.hub import save_pretrained
+    from sed.config import load_config
+
+    cfg = load_config(preset)
+    paper = cfg.extra.get("paper_miou") or None
+    note = (
+        "These are the figures the SED paper (Xie et al., CVPR 2024) reports for the official checkpoint (mIoU, %), "
+        "copied from the preset config; they were not re-measured after conversion."
+    )
+    card = (
+        "## Provenance\n\nConverted by `sed-convert` from the official detectron2 checkpoint released with the SED "
+        "paper: the same tensors under this repository's names (every key and shape checked). Check the official "
+        "release's license before publishing."
+    )
+    return save_pretrained(
+        dict(state),
+        folder,
+        method="sed",
+        preset=preset,
+        config=cfg.to_dict(),
+        metrics=paper,
+        metrics_source=note if paper else None,
+        extra_card=card,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

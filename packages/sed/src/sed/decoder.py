@@ -24,12 +24,19 @@ from torch import nn
 
 from sed._parallel import ChunkRunner
 from sed.cer import scatter_probabilities, select_categories
-from sed.layers import Up, fold_up_into_conv
+from sed.layers import Up, correlate_one_channel, fold_up_into_conv, head_logits
 
 # fold_up_into_conv is the SFM maths of sed.layers, re-exported here for `sed.fold_up_into_conv`.
 __all__ = ["Aggregator", "fold_up_into_conv"]
 
 _CL = torch.channels_last
+
+
+def _corner_window(c: torch.Tensor, r: int, col: int) -> torch.Tensor:
+    """The 9x9 window of C zero-padded by 4 centred on pixel (r, col) of c (n, P, h, w): (n, P, 9, 9)."""
+    h, w = c.shape[-2:]
+    patch = c[:, :, max(0, r - 4) : min(h, r + 5), max(0, col - 4) : min(w, col + 5)]
+    return F.pad(patch, (max(0, 4 - col), max(0, col + 5 - w), max(0, 4 - r), max(0, r + 5 - h)))
 
 
 class Aggregator(nn.Module):
@@ -234,7 +241,7 @@ class Aggregator(nn.Module):
         def chunk(i: int, j: int) -> None:
             x[i:j] = self.conv1(rows[i:j].contiguous(memory_format=_CL))
             if a0 is not None:
-                a0[i:j] = self.head0(x[i:j])[:, 0]
+                a0[i:j] = head_logits(self.head0, x[i:j])
 
         run.map(chunk, run.split(t, hidden * h * w))
         return x, a0
@@ -268,20 +275,23 @@ class Aggregator(nn.Module):
             for c, cm in ((0, col_taps[0]), (w - 1, col_taps[1]))
         ]
         a0 = torch.empty((t, h, w), dtype=rows.dtype, device=rows.device)
+        pad = (4, 4)
 
         def chunk(i: int, j: int) -> None:
             c = rows[i:j].contiguous(memory_format=_CL)
-            a = F.conv2d(c, full, padding=4)[:, 0] + const
-            cp = F.pad(c, (4, 4, 4, 4))
-            a[:, 0, :] -= F.conv2d(cp[:, :, 0:9], top[0])[:, 0, 0] + top[1]
-            a[:, h - 1, :] -= F.conv2d(cp[:, :, h - 1 : h + 8], bottom[0])[:, 0, 0] + bottom[1]
-            a[:, :, 0] -= F.conv2d(cp[:, :, :, 0:9], left[0])[:, 0, :, 0] + left[1]
-            a[:, :, w - 1] -= F.conv2d(cp[:, :, :, w - 1 : w + 8], right[0])[:, 0, :, 0] + right[1]
+            # One-output-channel convs as GEMM + shifted adds (`correlate_one_channel`); each edge term only needs
+            # the 5 rows / columns of C next to its edge (the rest of its 9x9 window is padding or out of reach).
+            a = correlate_one_channel(c, full, pad).add_(const)
+            a[:, 0, :] -= correlate_one_channel(c[:, :, :5], top[0], pad)[:, 0] + top[1]
+            a[:, h - 1, :] -= correlate_one_channel(c[:, :, -5:], bottom[0], pad)[:, -1] + bottom[1]
+            a[:, :, 0] -= correlate_one_channel(c[:, :, :, :5], left[0], pad)[:, :, 0] + left[1]
+            a[:, :, w - 1] -= correlate_one_channel(c[:, :, :, -5:], right[0], pad)[:, :, -1] + right[1]
             for r, col, (kernel, bias) in corners:  # counted by a row and a column edge: add back once
-                a[:, r, col] += (cp[:, :, r : r + 9, col : col + 9] * kernel).sum((1, 2, 3)) + bias
+                a[:, r, col] += (_corner_window(c, r, col) * kernel).sum((1, 2, 3)) + bias
             a0[i:j] = a
 
-        run.map(chunk, run.split(t, self.num_templates * (h + 8) * (w + 8)))
+        # Larger chunks than the cache budget: this stage is cheap per class but issues ~400 small ops per chunk.
+        run.map(chunk, run.split(t, 81 * h * w // 16))
         return a0
 
     def _sfm_(
@@ -328,7 +338,7 @@ class Aggregator(nn.Module):
             if out is not None:
                 out[i:j] = z
             if logits is not None:
-                logits[i:j] = head(z)[:, 0]
+                logits[i:j] = head_logits(head, z)
 
         run.map(chunk, run.split(n, 2 * max(c_out, g) * size[0] * size[1]))
         return out, k_out, logits

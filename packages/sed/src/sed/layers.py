@@ -28,6 +28,8 @@ __all__ = [
     "OFFICIAL_SUBLAYER_NAMES",
     "ChannelsLastLayerNorm",
     "ConvNextBlock",
+    "correlate_one_channel",
+    "head_logits",
     "LinearAttentionLayer",
     "ClassTransformerLayer",
     "DoubleConv",
@@ -98,6 +100,43 @@ def fold_up_into_conv(
     ones = up_bias.view(1, c_mid, 1, 1).expand(1, c_mid, *size)
     bias_map = F.conv2d(ones, conv_weight, padding=1)
     return fused, bias_map
+
+
+def correlate_one_channel(x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+    """``F.conv2d(x, weight, padding=padding)[:, 0]`` for a one-output-channel kernel, as a GEMM and shifted adds.
+
+    oneDNN runs convolutions with one output channel (the decoder's heads, CER's fused 9x9 scorer) far below the
+    CPU's GEMM speed. Here the channels are contracted first for every tap at once (one GEMM: taps x C against
+    C x pixels), then each tap's plane is added at its offset; zero padding is the clipping of those offsets.
+    2-5x faster on CPU at the decoder's shapes; equal up to float rounding.
+
+    Args:
+        x: (n, C, H, W), preferably channels_last (the GEMM then reads it in place).
+        weight: (1, C, kh, kw).
+        padding: (ph, pw) zero padding.
+
+    Returns:
+        (n, H + 2 ph - kh + 1, W + 2 pw - kw + 1).
+    """
+    n, c, h, w = x.shape
+    kh, kw = weight.shape[-2:]
+    ph, pw = padding
+    ho, wo = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
+    taps = torch.matmul(weight[0].permute(1, 2, 0).reshape(kh * kw, c), x.permute(0, 2, 3, 1).reshape(-1, c).T)
+    taps = taps.view(kh, kw, n, h, w)
+    out = x.new_zeros(n, ho, wo)
+    for a in range(kh):
+        y0, y1 = max(0, ph - a), min(ho, h + ph - a)
+        for b in range(kw):
+            x0, x1 = max(0, pw - b), min(wo, w + pw - b)
+            if y0 < y1 and x0 < x1:
+                out[:, y0:y1, x0:x1] += taps[a, b, :, y0 + a - ph : y1 + a - ph, x0 + b - pw : x1 + b - pw]
+    return out
+
+
+def head_logits(head: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """A decoder head (3x3 conv, one output channel, padding 1) on x (n, C, h, w) -> logits (n, h, w)."""
+    return correlate_one_channel(x, head.weight, head.padding).add_(head.bias[0])
 
 
 class ChannelsLastLayerNorm(nn.Module):

@@ -1,4 +1,4 @@
-"""SED training loss (spec §6): per-class binary cross-entropy with logits against one-hot targets."""
+"""SED training loss (official ``sed/sed_model.py``): per-class binary cross-entropy with logits, one-hot targets."""
 
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,8 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ovcore.costmap import cost_map
+from ovcore.method import Prediction
 from ovcore.text import check_vocabulary, get_templates
-from ovcore.train.optim import NORM_TYPES, named_trainable_parameters
+from ovcore.train.config import OptimConfig
+from ovcore.train.optim import NORM_TYPES, add_rules
 from sed.config import SEDConfig
 from sed.decoder import Aggregator
 from sed.encoder import SEDEncoder
@@ -65,7 +69,12 @@ class SED(nn.Module):
         """Identity of the CLIP text weights (tag or checkpoint) for the on-disk embedding cache; None = no cache."""
         self.cache_dir: str | None = None
         self._vocab_from_text = False
-        self._vocab_memory: dict[tuple[tuple[str, ...], tuple[str, ...]], torch.Tensor] = {}
+        self.encoder_bf16 = False
+        """Inference only: run the image encoder under bf16 autocast (AMX / AVX512-BF16 CPUs, GPUs); about 3x faster
+        on such CPUs, probabilities change by ~1e-2 (benchmarks/RESULTS.md, "SED end to end"). Off by default."""
+        # (templates, class name) -> (P, Dt): a class's embeddings depend on its own name only, so a new vocabulary
+        # encodes just the names this model has not embedded yet (adding one class encodes one class).
+        self._vocab_memory: dict[tuple[tuple[str, ...], str], torch.Tensor] = {}
 
     # ------------------------------------------------------------------------------------------- vocabulary
     def resolve_templates(self, templates: str | Sequence[str] | None = None) -> list[str]:
@@ -84,8 +93,8 @@ class SED(nn.Module):
     def set_vocabulary(self, class_names: Sequence[str], templates: str | Sequence[str] | None = None) -> torch.Tensor:
         """Embed `class_names` with the frozen text tower and make them the current vocabulary.
 
-        Embeddings are cached in memory per (names, templates) and, when the weights have an identity
-        (`weights_id`), on disk through `ovcore.text.cached_encode_vocabulary`.
+        Embeddings are cached in memory per (templates, class name), so only names not seen before are encoded, and,
+        when the weights have an identity (`weights_id`), on disk through `ovcore.text.cached_encode_vocabulary`.
 
         Args:
             class_names: T names; ``", "`` separates synonyms.
@@ -96,14 +105,19 @@ class SED(nn.Module):
         """
         names = check_vocabulary([str(n) for n in class_names])  # empty, blank or repeated names: ValueError
         temps = self.resolve_templates(templates)
-        key = (tuple(names), tuple(temps))
-        emb = self._vocab_memory.get(key)
-        if emb is None:
+        key = tuple(temps)
+        missing = [name for name in names if (key, name) not in self._vocab_memory]
+        if missing:
             # Normal (not inference-mode) tensors even when called under inference_mode (e.g. from predict):
             # the same embeddings are later used by training forwards, which save them for backward.
             with torch.inference_mode(False), torch.no_grad():
-                emb = self.encoder.encode_vocabulary(names, temps, weights_id=self.weights_id, cache_dir=self.cache_dir)
-            self._vocab_memory[key] = emb.detach()
+                new = self.encoder.encode_vocabulary(
+                    missing, temps, weights_id=self.weights_id, cache_dir=self.cache_dir
+                )
+            for name, emb in zip(missing, new.detach(), strict=True):
+                self._vocab_memory[(key, name)] = emb
+        with torch.inference_mode(False):
+            emb = torch.stack([self._vocab_memory[(key, name)] for name in names])
         self._set_embeddings(emb, names)
         self._vocab_from_text = True
         return self.text_embeddings
@@ -154,6 +168,24 @@ class SED(nn.Module):
             self.text_embeddings = self.text_embeddings.new_empty(0, *self.text_embeddings.shape[1:])
         return result
 
+    # ------------------------------------------------------------------------------------------- Hub layout
+    def pretrained_info(self) -> tuple[str, str, dict[str, Any]]:
+        """``("sed", preset, config dict)`` for ``ovcore.hub`` (the config rebuilds this model exactly)."""
+        return "sed", self.cfg.name, self.cfg.to_dict()
+
+    def save_pretrained(self, folder: str | os.PathLike, metrics: dict[str, Any] | None = None, **card: Any) -> Path:
+        """Write the Hub layout (config.json, model.safetensors, README.md) that ``sed.create_sed(folder)`` and
+        ``create_sed("hf-hub:org/repo")`` load; ``metrics`` (``{benchmark: mIoU}``) go into the model card.
+
+        Args:
+            folder: Output folder.
+            metrics: Figures these weights were evaluated at.
+            **card: ``extra_card`` / ``metrics_source`` / ``repo_id`` of ``ovcore.hub.save_pretrained``.
+        """
+        from ovcore.hub import save_model
+
+        return save_model(self, folder, metrics=metrics, **card)
+
     # ------------------------------------------------------------------------------------------- forward
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """0..255 RGB (uint8 or float) (B, 3, H, W) -> CLIP-normalised float warped to input_size x input_size."""
@@ -173,6 +205,14 @@ class SED(nn.Module):
         cost = cost_map(dense, self.text_embeddings)
         # Official: the skip features are clone().detach()-ed, so the encoder learns only through the cost map.
         return cost, [feats[name].detach() for name in _SKIP_FEATURES]
+
+    def _inference_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """`features` for `predict`: the encoder under bf16 autocast when `encoder_bf16` is set (fp32 outputs)."""
+        if not self.encoder_bf16:
+            return self.features(x)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            feats, dense = self.encoder(x)
+        return cost_map(dense.float(), self.text_embeddings), [feats[name].float() for name in _SKIP_FEATURES]
 
     def forward_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Normalised images -> (final logits (B, T, S/4, S/4), [aux0, aux1, aux2] logits)."""
@@ -209,24 +249,29 @@ class SED(nn.Module):
 
     def predict(
         self,
-        images: torch.Tensor,
+        images: Any,
         class_names: Sequence[str] | None = None,
-        k: int | None = None,
         *,
+        k: int | None = None,
         templates: str | Sequence[str] | None = None,
-    ) -> dict[str, Any]:
+    ) -> Prediction:
         """Official test pipeline: short side 640, normalise, warp to input_size, decoder, sigmoid, resize back.
 
         Args:
-            images: uint8 RGB (B, 3, H, W) (0..255 floats are accepted).
+            images: RGB images of one size: a uint8 or 0..255 float tensor (B, 3, H, W) or (3, H, W), or PIL images,
+                paths, numpy arrays or a list of them (``ovcore.data.images.as_image_batch``).
             class_names: switch to this vocabulary first (embeddings are cached); default the current one.
             k: category early rejection top-k; None = the preset's `cer_topk` (None = plain decoder).
             templates: template set for `class_names`.
 
         Returns:
-            ``{"probs": (B, T, H, W) sigmoid probabilities (0 for rejected classes), "labels": int64 (B, H, W),
-            "stats": {"kept": [[T1, T2, T3] per image], "num_classes": T}}``.
+            A :class:`~ovcore.method.Prediction`: sigmoid ``probs`` (B, T, H, W) (0 for rejected classes), arg-max
+            ``labels`` (B, H, W), ``class_names`` and per-image ``stats`` ``{"kept": [T1, T2, T3], "num_classes": T}``
+            (classes kept before each decoder layer; all T without CER).
         """
+        from ovcore.data.images import as_image_batch  # deferred: the data package is only needed here
+
+        images = as_image_batch(images)
         if class_names is not None:
             self.set_vocabulary(class_names, templates)
         self.ensure_vocabulary()
@@ -239,89 +284,37 @@ class SED(nn.Module):
         finally:
             self.train(was_training)
 
-    def _predict(self, images: torch.Tensor, k: int | None) -> dict[str, Any]:
+    def _predict(self, images: torch.Tensor, k: int | None) -> Prediction:
         h, w = images.shape[-2:]
         x = self.preprocess(self._test_resize(images.to(self.pixel_mean.device)))
-        cost, skips = self.features(x)
+        cost, skips = self._inference_features(x)
         t = cost.shape[2]
         if k is not None:
-            probs, stats = self.decoder.forward_cer(cost, skips, k)
+            probs, batch_stats = self.decoder.forward_cer(cost, skips, k)
+            kept = [list(map(int, row)) for row in batch_stats["kept"]]
         else:
             probs = self.decoder.infer(cost, skips)[0].sigmoid_()
-            stats = {"kept": [[t, t, t] for _ in range(cost.shape[0])]}
-        stats["num_classes"] = t
+            kept = [[t, t, t] for _ in range(cost.shape[0])]
         # Probabilities (not logits) are resized back to the input size, as detectron2's sem_seg_postprocess.
         out = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
-        return {"probs": out, "labels": out.argmax(1), "stats": stats}
+        stats = [{"kept": row, "num_classes": t} for row in kept]
+        return Prediction(out, out.argmax(1), list(self.class_names), stats)
 
-    def predict_probs(self, images: torch.Tensor, k: int | None = None) -> torch.Tensor:
-        """`predict(images, k=k)["probs"]`: the (B, T, H, W) score function of `ovcore.evaluate`."""
-        return self.predict(images, k=k)["probs"]
+    def predict_probs(self, images: Any, k: int | None = None) -> torch.Tensor:
+        """`predict(images, k=k).probs`: the (B, T, H, W) score function of `ovcore.evaluate`."""
+        return self.predict(images, k=k).probs
 
     # ------------------------------------------------------------------------------------------- optimiser
-    def param_groups_spec(self) -> list[dict[str, Any]]:
-        """Names of the trainable parameters per optimiser group (no tensors), see `param_groups`."""
-        groups = self._group_params()
-        return [
-            {"name": g, "lr_mult": m, "norm": n, "param_names": [p for p, _ in items]}
-            for (g, m, n), items in groups.items()
-        ]
+    def default_optim(self, base: OptimConfig) -> OptimConfig:
+        """The official recipe (SED paper, Sec. 4.2; package README, "Training") as rules of the engine's grouping.
 
-    def _group_params(self) -> dict[tuple[str, float, bool], list[tuple[str, nn.Parameter]]]:
-        groups: dict[tuple[str, float, bool], list[tuple[str, nn.Parameter]]] = {}
-        for name, param, module in named_trainable_parameters(self):
-            is_clip = name.startswith("encoder.")
-            # detectron2's WEIGHT_DECAY_NORM applies to instances of the torch norm classes, not to hand-written
-            # norms such as the decoder ConvNeXt block's LayerNorm (package README, "Training").
-            is_norm = isinstance(module, NORM_TYPES)
-            key = ("clip" if is_clip else "decoder") + ("_norm" if is_norm else "")
-            mult = self.cfg.clip_lr_multiplier if is_clip else 1.0
-            groups.setdefault((key, mult, is_norm), []).append((name, param))
-        return groups
-
-    def param_groups(
-        self,
-        base_lr: Any = 2e-4,
-        weight_decay: float | None = None,
-        clip_multiplier: float | None = None,
-        weight_decay_norm: float | None = None,
-    ) -> list[dict[str, Any]]:
-        """AdamW parameter groups of the official recipe (SED paper, Sec. 4.2; package README, "Training").
-
-        CLIP image-tower parameters get ``lr x clip_multiplier`` (0.01), parameters of torch norm layers get
-        ``weight_decay_norm`` (0), everything else ``weight_decay`` (1e-4), including the decoder ConvNeXt blocks'
-        hand-written LayerNorm, layer scales and biases. The frozen text tower is left out.
+        ``ovcore.train.build_optimizer`` groups with the returned config: CLIP image-tower parameters (``encoder.*``)
+        get ``lr x clip_lr_multiplier`` (0.01); parameters of torch norm layers get ``base.weight_decay_norm`` (0 in
+        the recipe) while everything else, including the decoder ConvNeXt blocks' hand-written LayerNorm, layer
+        scales and biases, gets ``base.weight_decay`` (detectron2's WEIGHT_DECAY_NORM rule); the frozen text tower
+        is not trainable, so it is in no group.
 
         Args:
-            base_lr: base learning rate, or an ``ovcore.train`` OptimConfig (its lr / weight_decay /
-                weight_decay_norm are used).
-            weight_decay: default 1e-4 (or the config's).
-            clip_multiplier: default the preset's `clip_lr_multiplier` (0.01).
-            weight_decay_norm: default 0.0 (or the config's).
-
-        Returns:
-            dicts with ``params``, ``param_names``, ``name``, ``lr``, ``lr_mult`` and ``weight_decay``.
+            base: The run's optimizer options (its own lr_multipliers take precedence on the same pattern).
         """
-        if hasattr(base_lr, "lr"):  # an OptimConfig from the training engine
-            cfg = base_lr
-            base_lr = cfg.lr
-            weight_decay = cfg.weight_decay if weight_decay is None else weight_decay
-            if weight_decay_norm is None:
-                weight_decay_norm = getattr(cfg, "weight_decay_norm", 0.0)
-        weight_decay = 1e-4 if weight_decay is None else weight_decay
-        weight_decay_norm = 0.0 if weight_decay_norm is None else weight_decay_norm
-        out = []
-        for (name, mult, is_norm), items in self._group_params().items():
-            if name.startswith("clip") and clip_multiplier is not None:
-                mult = clip_multiplier
-            out.append(
-                {
-                    "name": name,
-                    "params": [p for _, p in items],
-                    "param_names": [n for n, _ in items],
-                    "lr": float(base_lr) * mult,
-                    "lr_mult": mult,
-                    "weight_decay": weight_decay_norm if is_norm else weight_decay,
-                }
-            )
-        return out
+        return add_rules(base, lr_multipliers={"encoder.*": self.cfg.clip_lr_multiplier})

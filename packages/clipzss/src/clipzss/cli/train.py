@@ -1,12 +1,17 @@
-"""``clipzss-train``: train CLIP-ZSS with the inductive zero-shot protocol of the paper (spec §2-§4).
+"""``clipzss-train``: train CLIP-ZSS with the inductive zero-shot protocol of the paper (Sec. 3.1, 4.1-4.2).
 
-Presets are training recipes (configs as data); every flag overrides one field::
+Experiments are the paper's training runs (configs as data); every flag overrides one field. The flags mean what
+they mean in every command of the workspace: ``--preset`` is the model preset, ``--recipe`` the training recipe
+(optimiser and schedule), ``--data-root`` the dataset root, ``--output-dir`` the run folder::
 
-    clipzss-train --preset voc_zs --data.root /data --teacher-pretrained /ckpt/ViT-B-16.pt \\
+    clipzss-train --experiment voc_zs --data-root /data --teacher-pretrained /ckpt/ViT-B-16.pt \\
         --student-pretrained /ckpt/swin_base_patch4_window7_224.safetensors
-    clipzss-train --preset coco_stuff_zs --model-preset clipzss_convnext_b_upernet --max-iters 40000
-    torchrun --nproc_per_node 8 -m clipzss.cli.train --preset cross_coco_stuff --data.root /data
-    clipzss-train --preset demo --data.root datasets          # CPU, random weights, after `ovcore demo-data`
+    clipzss-train --experiment coco_stuff_zs --preset clipzss_convnext_b_upernet --max-iters 40000
+    torchrun --nproc_per_node 8 -m clipzss.cli.train --experiment cross_coco_stuff --data-root /data
+    clipzss-train --experiment demo --data-root datasets      # CPU, random weights, after `ovcore demo-data`
+
+The spellings of the previous release (``--preset <experiment>``, ``--model-preset``, ``--data.root``) still work
+for one release and print a deprecation line.
 
 The run directory holds the engine's training checkpoints (``checkpoints/ckpt_*.pt``, ``--resume`` continues from
 the latest) and, next to them, ``checkpoints/clipzss_inference.pt``: the student and the text embeddings only
@@ -17,6 +22,7 @@ refreshed at every training checkpoint and written at the end.
 from __future__ import annotations
 
 import copy
+import typing
 import logging
 import os
 import sys
@@ -27,20 +33,21 @@ from typing import Any, Literal
 
 import tyro
 
-from ovcore.command import run_command
-from ovcore.train import OptimConfig, ScheduleConfig, TrainConfig, preset_cli
+from ovcore.cmd.errors import UsageError, run_command
+from ovcore.cmd.log import setup_logging
+from ovcore.train.config import OptimConfig, ScheduleConfig, TrainConfig
 
 from .._registry import get_preset_config, list_presets
 from ..config import CLIPZSSConfig, replace
 from ..presets import DEMO_SEEN
-from ._common import UsageError, check_data_root, format_table, json_safe, setup_logging, test_transform
-from .benchmarks import TrainBenchmark, get_benchmark
+from ._common import INFERENCE_NAME, build_zero_shot, test_transform
 
 __all__ = [
     "ClipZSSTrainConfig",
     "DataConfig",
     "INFERENCE_NAME",
-    "PRESETS",
+    "DEPRECATED_FLAGS",
+    "EXPERIMENTS",
     "RECIPES",
     "TrainRecipe",
     "apply_recipe",
@@ -52,8 +59,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PROG = "clipzss-train"
-INFERENCE_NAME = "clipzss_inference.pt"
-"""File name of the inference checkpoint, in ``<output_dir>/checkpoints/``."""
 
 PAPER_MODEL = "clipzss_swin_b_upernet"
 """Default student of the paper-scale recipes: the paper's Swin-B row (the other two backbones are not in timm)."""
@@ -64,6 +69,16 @@ RANDOM_TEACHER_NOTE = (
     "the CLIP teacher has random weights (--teacher-pretrained none / the tiny demo presets): the student learns "
     "the seen classes, but nothing transfers to the unseen ones; use it for smoke tests, not for results"
 )
+
+TrainBenchmark = Literal["voc_zs", "coco_stuff_zs", "context_zs", "demo_zs"]
+"""Benchmarks ``clipzss-train`` trains on (``ovcore.benchmarks``' zero-shot ones: unseen classes ignored)."""
+
+Experiment = Literal["voc_zs", "coco_stuff_zs", "context_zs", "cross_coco_stuff", "demo"]
+"""``--experiment`` choices: the names of :data:`EXPERIMENTS`."""
+
+DEPRECATED_FLAGS = {"--model-preset": "--preset", "--data.root": "--data-root"}
+"""Old spelling -> new flag (accepted for one release, with a warning); ``--preset <experiment>`` is rewritten to
+``--experiment <experiment>`` the same way."""
 
 # A run-time Literal of the registered model presets, so --help lists them and a typo is rejected by the parser.
 ModelPreset = Literal.__getitem__(tuple(list_presets()))  # type: ignore[misc]
@@ -115,11 +130,7 @@ Recipe = Literal.__getitem__(tuple(RECIPES))  # type: ignore[misc]
 
 @dataclass
 class DataConfig:
-    """Training and validation data: an ovcore.data layout under one root, ZegCLIP's mmseg pipeline (spec §2.4)."""
-
-    root: str | None = None
-    """Dataset root holding the prepared layouts (written by `ovcore prepare ...`, or `ovcore demo-data` for the
-    demo); default $DETECTRON2_DATASETS or ./datasets."""
+    """Training and validation data: an ovcore.data layout under one root, ZegCLIP's mmseg pipeline."""
 
     scale: tuple[int, int] | None = None
     """(long, short) base scale of the random rescale; default (4 x crop, crop), i.e. ZegCLIP's (2048, 512) at
@@ -155,6 +166,16 @@ class DataConfig:
 class ClipZSSTrainConfig(TrainConfig):
     """Train CLIP-ZSS (inductive zero-shot segmentation with a frozen CLIP teacher) with the shared ovcore engine."""
 
+    experiment: Experiment = "voc_zs"  # type: ignore[valid-type]
+    """The paper's training run to start from (benchmark, iterations, batch, intervals): voc_zs (Table 1, 20k),
+    coco_stuff_zs (Table 1, 80k), context_zs (Table 1, 40k), cross_coco_stuff (Table 7: COCO-Stuff 156 seen classes,
+    60k, batch 32), demo (CPU, tiny random model on the demo scenes). Its values are the defaults of the other
+    flags."""
+
+    data_root: str | None = None
+    """Dataset root holding the prepared layouts (written by `ovcore prepare ...`, or `ovcore demo-data` for the
+    demo); default $DETECTRON2_DATASETS or ./datasets."""
+
     benchmark: TrainBenchmark = "voc_zs"
     """Training set and seen/unseen split: voc_zs (15/5), coco_stuff_zs (156/15; also the cross-dataset training
     set), context_zs (49/10), demo_zs (demo scenes, 6/2). Unseen pixels become ignore in training; the periodic
@@ -166,7 +187,7 @@ class ClipZSSTrainConfig(TrainConfig):
     ZegCLIP's zero-shot configs (AdamW 2e-5 with backbone and head x10, poly 0.9 to min_lr 1e-6); 'demo' = the CPU
     demo's. It sets the --optim.*, --schedule.* and --model.*-lr-mult defaults (the README's recipe table)."""
 
-    model_preset: ModelPreset = PAPER_MODEL  # type: ignore[valid-type]
+    preset: ModelPreset = PAPER_MODEL  # type: ignore[valid-type]
     """CLIP-ZSS model preset (clipzss.list_presets()); the --model.* defaults below are this preset's, for this
     benchmark."""
 
@@ -187,7 +208,7 @@ class ClipZSSTrainConfig(TrainConfig):
 
     def validate(self) -> None:
         """The engine's numeric checks, the model's and the data options'; the messages name the flags."""
-        from ovcore.command import check_min, check_positive, check_range
+        from ovcore.cmd.errors import check_min, check_positive, check_range
 
         super().validate()
         self.model.validate("--model.")
@@ -239,8 +260,9 @@ def _paper(benchmark: str, max_iters: int, batch_size: int, interval: int, name:
         keep_last=3,
         log_every=50,
         num_workers=4,
+        experiment=name,
         benchmark=benchmark,  # type: ignore[arg-type]
-        model_preset=PAPER_MODEL,
+        preset=PAPER_MODEL,
     )
 
 
@@ -255,13 +277,14 @@ def _demo() -> ClipZSSTrainConfig:
         keep_last=2,
         log_every=10,
         num_workers=0,
+        experiment="demo",
         benchmark="demo_zs",
-        model_preset=DEMO_MODEL,
+        preset=DEMO_MODEL,
         data=DataConfig(eval_num_workers=0),
     )
 
 
-PRESETS: dict[str, tuple[str, Callable[[], ClipZSSTrainConfig]]] = {
+EXPERIMENTS: dict[str, tuple[str, Callable[[], ClipZSSTrainConfig]]] = {
     "voc_zs": (
         "PASCAL VOC 15/5 (Table 1): 20k iterations, batch 16, 512 crop, AdamW 6e-5, warm-up 1500 + poly",
         lambda: _paper("voc_zs", 20_000, 16, 2_000, "voc_zs"),
@@ -284,7 +307,8 @@ PRESETS: dict[str, tuple[str, Callable[[], ClipZSSTrainConfig]]] = {
         _demo,
     ),
 }
-"""Training recipes: name -> (description, factory)."""
+"""The paper's training runs (``--experiment``): name -> (description, factory)."""
+assert tuple(EXPERIMENTS) == typing.get_args(Experiment)
 
 
 def model_config(model_preset: str, benchmark: str) -> CLIPZSSConfig:
@@ -293,7 +317,9 @@ def model_config(model_preset: str, benchmark: str) -> CLIPZSSConfig:
     Raises:
         ValueError: unknown model preset or benchmark.
     """
-    bench = get_benchmark(benchmark)
+    from ovcore.benchmarks import get_benchmark
+
+    bench = get_benchmark(benchmark, "--benchmark")
     if not bench.zero_shot:
         raise ValueError(f"--benchmark {benchmark!r} has no seen/unseen split to train on")
     if bench.name == "demo_zs":
@@ -303,52 +329,59 @@ def model_config(model_preset: str, benchmark: str) -> CLIPZSSConfig:
 
 
 def build_config(
-    preset: str, *, model_preset: str | None = None, benchmark: str | None = None, recipe: str | None = None
+    experiment: str, *, preset: str | None = None, benchmark: str | None = None, recipe: str | None = None
 ) -> ClipZSSTrainConfig:
-    """A training preset with its model config and its optimiser recipe filled in.
+    """An experiment with its model config and its optimiser recipe filled in.
 
     Args:
-        preset: A name of :data:`PRESETS`.
-        model_preset: Replaces the preset's model preset.
-        benchmark: Replaces the preset's benchmark.
-        recipe: Replaces the preset's optimiser recipe (a name of :data:`RECIPES`).
+        experiment: A name of :data:`EXPERIMENTS`.
+        preset: Replaces the experiment's model preset.
+        benchmark: Replaces the experiment's benchmark.
+        recipe: Replaces the experiment's optimiser recipe (a name of :data:`RECIPES`).
 
     Raises:
         ValueError: unknown names.
     """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown --preset {preset!r}; available: {', '.join(PRESETS)}")
-    cfg = PRESETS[preset][1]()
-    cfg.model_preset = model_preset or cfg.model_preset
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown --experiment {experiment!r}; available: {', '.join(EXPERIMENTS)}")
+    cfg = EXPERIMENTS[experiment][1]()
+    cfg.preset = preset or cfg.preset
     cfg.benchmark = benchmark or cfg.benchmark  # type: ignore[assignment]
-    cfg.model = model_config(cfg.model_preset, cfg.benchmark)
+    cfg.model = model_config(cfg.preset, cfg.benchmark)
     return apply_recipe(cfg, recipe or cfg.recipe)
 
 
 @dataclass
 class _Stage0:
     # Only what changes the defaults of other flags: read first, then the full parser shows those defaults.
-    preset: Literal.__getitem__(tuple(PRESETS)) = "voc_zs"  # type: ignore[valid-type]
-    model_preset: ModelPreset | None = None  # type: ignore[valid-type]
+    experiment: Experiment = "voc_zs"  # type: ignore[valid-type]
+    preset: ModelPreset | None = None  # type: ignore[valid-type]
     benchmark: TrainBenchmark | None = None
     recipe: Recipe | None = None  # type: ignore[valid-type]
 
 
+def _rewrite_old_flags(args: Sequence[str]) -> list[str]:
+    """The previous release's spellings -> today's, one deprecation line each (README "Command line")."""
+    from ovcore.cmd.log import warn
+    from ovcore.cmd.options import rename_flags
+
+    out = list(args)
+    for i, arg in enumerate(out):  # --preset <experiment name>: the flag meant the experiment before
+        flag, eq, value = arg.partition("=")
+        value = value if eq else (out[i + 1] if i + 1 < len(out) else "")
+        if flag == "--preset" and value in EXPERIMENTS and value not in list_presets():
+            warn(PROG, f"--preset {value} names an experiment: use --experiment {value} (--preset is now the model "
+                       "preset, as in every command); the old meaning goes in the next release")
+            out[i] = f"--experiment={value}" if eq else "--experiment"
+    return rename_flags(out, DEPRECATED_FLAGS, PROG)
+
+
 def parse_args(args: Sequence[str] | None = None) -> ClipZSSTrainConfig:
-    """Command line -> config (``--preset`` + ``--model-preset`` + ``--benchmark`` pick the defaults)."""
-    args = list(sys.argv[1:] if args is None else args)
+    """Command line -> config (``--experiment`` + ``--preset`` + ``--benchmark`` + ``--recipe`` pick the defaults)."""
+    args = _rewrite_old_flags(sys.argv[1:] if args is None else args)
     stage0, _ = tyro.cli(_Stage0, args=args, prog=PROG, add_help=False, return_unknown_args=True)
-    presets: dict[str, tuple[str, Any]] = {}
-    for name, (description, _) in PRESETS.items():
-        if name == stage0.preset:
-            base = build_config(
-                name, model_preset=stage0.model_preset, benchmark=stage0.benchmark, recipe=stage0.recipe
-            )
-        else:
-            # Only the chosen preset is parsed against; the others appear in --help by name and description.
-            base = ClipZSSTrainConfig()
-        presets[name] = (description, base)
-    return preset_cli(presets, default=stage0.preset, args=args, prog=PROG, description=_description())
+    base = build_config(stage0.experiment, preset=stage0.preset, benchmark=stage0.benchmark, recipe=stage0.recipe)
+    return tyro.cli(ClipZSSTrainConfig, args=args, default=base, prog=PROG, description=_description())
 
 
 def _description() -> str:
@@ -356,7 +389,8 @@ def _description() -> str:
         "Train CLIP-ZSS (inductive zero-shot segmentation, a frozen CLIP teacher) with the ovcore engine. "
         "Multi-GPU: torchrun --nproc_per_node N -m clipzss.cli.train ... (--batch-size is the global batch). "
         "The run writes checkpoints/ckpt_*.pt (--resume continues) and checkpoints/clipzss_inference.pt "
-        "(student + text embeddings) for clipzss-eval."
+        "(student + text embeddings) for clipzss-eval and clipzss-predict. Experiments: "
+        + "; ".join(f"{name}: {text}" for name, (text, _) in EXPERIMENTS.items())
     )
 
 
@@ -389,6 +423,8 @@ def _resolve_weights(cfg: ClipZSSTrainConfig) -> CLIPZSSConfig:
 def _check_vocabulary(cfg: ClipZSSTrainConfig) -> None:
     """The model's vocabulary (--model.dataset / class-names / seen-classes) must be the benchmark's."""
     from ..model import resolve_vocabulary
+
+    from ovcore.benchmarks import get_benchmark
 
     split = get_benchmark(cfg.benchmark).split()
     names, seen = resolve_vocabulary(cfg.model)
@@ -442,9 +478,13 @@ def _export(model: Any, path: Path, benchmark: str) -> Path:
 def _evaluate_fn(cfg: ClipZSSTrainConfig, val_set: Any) -> Callable[[Any, int], dict[str, Any]]:
     from ovcore.evaluate import evaluate
 
+    from ovcore.benchmarks import get_benchmark
+    from ovcore.data import dataset_info, get_class_names
+    from ovcore.files import json_safe
+
     bench = get_benchmark(cfg.benchmark)
     split = bench.split()
-    names = bench.class_names()
+    names = get_class_names(bench.dataset)
 
     def run_eval(model: Any, iteration: int) -> dict[str, Any]:
         import torch.distributed as dist
@@ -462,7 +502,7 @@ def _evaluate_fn(cfg: ClipZSSTrainConfig, val_set: Any) -> Callable[[Any, int], 
             progress=cfg.progress,
             num_workers=cfg.data.eval_num_workers,
             distributed=cfg.eval_all_ranks and dist.is_available() and dist.is_initialized(),
-            ignore_index=bench.ignore_index(),
+            ignore_index=dataset_info(bench.dataset).ignore_index,
             iou_convention="mmseg",
         )
         summary = {k: results.get(k) for k in ("pAcc", "mIoU_seen", "mIoU_unseen", "hIoU", "mIoU", "images_per_s")}
@@ -484,7 +524,8 @@ def _method_recipe(cfg: ClipZSSTrainConfig, train_transform: Any, val_transform:
             "name": "clipzss",
             "recipe": cfg.recipe,
             "benchmark": cfg.benchmark,
-            "model_preset": cfg.model_preset,
+            "experiment": cfg.experiment,
+            "model_preset": cfg.preset,
             "backbone": model.student.backbone,
             "head": model.student.head,
             "backbone_lr_mult": model.backbone_lr_mult,
@@ -511,14 +552,17 @@ def run(cfg: ClipZSSTrainConfig) -> Any:
     """
     from torch.utils.data import Subset
 
-    from ovcore.command import check_output_dir, require_file
+    from ovcore.cmd.errors import check_output_dir, require_file
     from ovcore.data import collate_samples
     from ovcore.train import is_main_process, train
 
     # Options and paths first: a typo is reported before the datasets, the teacher and the student are built.
     cfg.validate()
+    from ovcore.benchmarks import get_benchmark
+    from ovcore.cmd.options import check_data_root
+
     bench = get_benchmark(cfg.benchmark)
-    root = check_data_root(cfg.data.root, "--data.root")
+    root = check_data_root(cfg.data_root, "--data-root")
     check_output_dir(cfg.output_dir, "--output-dir")
     require_file(cfg.resume_from, "--resume-from")
     cfg = copy.deepcopy(cfg)
@@ -529,10 +573,10 @@ def run(cfg: ClipZSSTrainConfig) -> Any:
     try:
         compact = cfg.model.label_ids == "compact"
         transforms = (_train_transform(cfg), test_transform(cfg.model.crop_size, cfg.data.test_short_side))
-        train_set = bench.build(root, "train", transforms[0], compact_seen=compact)
-        val_set = bench.build(root, "val", transforms[1])
+        train_set = build_zero_shot(bench, root, "train", transforms[0], compact_seen=compact)
+        val_set = build_zero_shot(bench, root, "val", transforms[1])
     except FileNotFoundError as err:
-        raise UsageError(f"--data.root {root}: {err}") from err
+        raise UsageError(f"--data-root {root}: {err}") from err
     if cfg.data.val_max_images is not None and len(val_set) > cfg.data.val_max_images:
         val_set = Subset(val_set, range(cfg.data.val_max_images))
 
@@ -563,7 +607,10 @@ def run(cfg: ClipZSSTrainConfig) -> Any:
         _export(holder[0], inference_path, cfg.benchmark)
         final = result.eval_results.get(result.iteration)
         if final is not None:
-            sys.stdout.write(format_table([final]) + "\n")
+            from ovcore.cmd.evaluate import RESULT_COLUMNS
+            from ovcore.cmd.tables import format_table
+
+            sys.stdout.write(format_table([final], RESULT_COLUMNS) + "\n")
         if cfg.model.teacher.pretrained is None:
             sys.stdout.write(f"note: {RANDOM_TEACHER_NOTE}\n")
         sys.stdout.write(
@@ -573,14 +620,11 @@ def run(cfg: ClipZSSTrainConfig) -> Any:
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Console script ``clipzss-train``: returns None, or raises ``SystemExit`` with the status of
-    :func:`ovcore.command.run_command` (2 after a reported error, 130 after Ctrl-C)."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console script ``clipzss-train``: 0, 2 after a reported error (one line), 130 after Ctrl-C."""
     setup_logging()
-    code = run_command(PROG, lambda: run(parse_args(argv)))
-    if code:
-        raise SystemExit(code)
+    return run_command(PROG, lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

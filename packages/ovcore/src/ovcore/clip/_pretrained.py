@@ -199,7 +199,7 @@ def _missing_message(model: str, tag: str, cache_dir: str | os.PathLike | None, 
     if weights is not None and weights.hf_hub:
         hint = (
             f"\nFetch it on a machine with internet access, e.g. "
-            f"`huggingface-cli download {weights.repo_id} {weights.hf_filenames()[-1]}`, and copy the hub cache, "
+            f"`hf download {weights.repo_id} {weights.hf_filenames()[-1]}`, and copy the hub cache, "
             f"or pass the file itself as pretrained=PATH."
         )
     return (

@@ -1,8 +1,8 @@
 """Dense image encoders over open_clip vision towers.
 
-* :class:`ConvNeXtCLIPEncoder` (SED, spec §1): the four stage outputs of an open_clip ConvNeXt trunk and the CLIP
+* :class:`ConvNeXtCLIPEncoder` (SED paper Sec. 3.1): the four stage outputs of an open_clip ConvNeXt trunk and the CLIP
   image head applied at every location of the last stage, i.e. ``Fv(p) = Proj(LN(res5(p)))``.
-* :class:`ViTCLIPEncoder` (CLIP-ZSS teacher, spec §5.1): the projected CLS embedding and the projected patch tokens
+* :class:`ViTCLIPEncoder` (CLIP-ZSS teacher, paper Sec. 3.2): the projected CLS embedding and the projected patch tokens
   of an open_clip ViT at any input size, with the positional embedding interpolated to the patch grid; with
   ``last_attention="value"`` the last block's attention is MaskCLIP's value embedding (Zhou et al., ECCV 2022, §3.2).
 
@@ -123,7 +123,7 @@ class ViTCLIPEncoder(nn.Module):
         clip_model: an open_clip CLIP with a ``VisionTransformer`` tower, or the tower itself.
         input_size: nominal input size (int or (H, W)) reported as :attr:`grid_size`, e.g. 512 for the CLIP-ZSS
             teacher (a 32x32 grid); forward accepts other sizes too. Default: the model's native size.
-        pos_interpolation: ``"bilinear"`` (ZegCLIP, CLIP-ZSS spec §5.1) or ``"bicubic"`` (antialiased, exactly
+        pos_interpolation: ``"bilinear"`` (ZegCLIP, the CLIP-ZSS teacher) or ``"bicubic"`` (antialiased, exactly
             open_clip's ``resize_pos_embed`` used for ``force_image_size``).
         last_attention: ``"standard"`` (CLIP as trained) or ``"value"``: MaskCLIP's dense features, where the last
             block's attention output of every token is ``out_proj(v_proj(ln_1(x)))``, i.e. its attention matrix is

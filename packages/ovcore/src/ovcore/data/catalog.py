@@ -155,7 +155,8 @@ def resolve_split(info: DatasetInfo, split: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Built-in datasets (sed-official.md §9.2; clipzss-paper.md §2). Paths are relative to the dataset root.
+# Built-in datasets (official SED ``datasets/prepare_*.py``; ZegCLIP's dataset configs). Paths are relative to
+# the dataset root.
 
 _COCO = {
     "train": SplitLayout("coco-stuff/images/train2017", "coco-stuff/annotations_detectron2/train2017"),

@@ -1,4 +1,4 @@
-"""Inductive zero-shot splits (ZegCLIP / CLIP-ZSS protocol, clipzss-paper.md §2).
+"""Inductive zero-shot splits (ZegCLIP / CLIP-ZSS protocol, CLIP-ZSS paper Sec. 4.1).
 
 Training: every image of the training set is used; pixels of unseen classes become ignore, exactly like
 ZegCLIP's label lookup table (unseen -> -1 -> 255), so they are indistinguishable from void and padding. Unseen

@@ -1,4 +1,4 @@
-"""Prompt templates and CLIP text embeddings of class vocabularies (SED spec §2, CLIP-ZSS spec §5.1)."""
+"""Prompt templates and CLIP text embeddings of class vocabularies (SED paper Sec. 3.1; ZegCLIP's templates)."""
 
 from __future__ import annotations
 

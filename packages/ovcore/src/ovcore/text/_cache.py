@@ -3,6 +3,10 @@
 Entries are keyed by the sha256 of a canonical JSON of (model name, weights id, templates, class names) and stored
 as ``<cache_dir>/<key>.pt`` holding plain tensors and strings (read back with ``weights_only=True``). Writes go to a
 temporary file in the same folder and are renamed into place, so concurrent readers never see half a file.
+
+Each class is also stored on its own, as the entry of the one-class vocabulary in ``<cache_dir>/classes/``: a class's
+embeddings depend on its own name only, so a new vocabulary (another order, one class added) loads the classes it
+shares with earlier ones and encodes only its new names. The whole-vocabulary entry stays the one-file fast path.
 """
 
 from __future__ import annotations
@@ -113,7 +117,10 @@ def cached_encode_vocabulary(
     device: str | torch.device | None = None,
     progress: bool | None = None,
 ) -> torch.Tensor:
-    """:func:`~ovcore.text.encode_vocabulary` behind an on-disk cache.
+    """:func:`~ovcore.text.encode_vocabulary` behind an on-disk cache, per vocabulary and per class.
+
+    A vocabulary seen before is one file read; otherwise the classes cached by earlier vocabularies are loaded and
+    only the new names are encoded (adding one class to a vocabulary encodes one class).
 
     Args:
         clip_model, tokenizer, class_names, templates, batch_size, progress: as in ``encode_vocabulary``.
@@ -130,8 +137,31 @@ def cached_encode_vocabulary(
     key = cache.key(model_name, weights_id, temps, names)
     embeddings = cache.load(key)
     if embeddings is None or embeddings.shape[:2] != (len(names), len(temps)):
-        embeddings = encode_vocabulary(
-            clip_model, tokenizer, names, temps, batch_size=batch_size, device=device, progress=progress
-        )
-        cache.save(key, embeddings, meta={"model": model_name, "weights": weights_id})
+        classes = VocabularyCache(cache.cache_dir / "classes")
+        meta = {"model": model_name, "weights": weights_id}
+        rows = _load_classes(classes, model_name, weights_id, temps, names)
+        missing = [name for name in names if name not in rows]
+        if missing:  # one batched encoding of the new names only
+            new = encode_vocabulary(
+                clip_model, tokenizer, missing, temps, batch_size=batch_size, device=device, progress=progress
+            )
+            for name, emb in zip(missing, new, strict=True):
+                rows[name] = emb
+                classes.save(classes.key(model_name, weights_id, temps, [name]), emb.unsqueeze(0), meta=meta)
+        embeddings = torch.stack([rows[name].to("cpu", torch.float32) for name in names])
+        cache.save(key, embeddings, meta=meta)
     return embeddings.to(device if device is not None else _model_device(clip_model))
+
+
+def _load_classes(
+    classes: VocabularyCache, model_name: str, weights_id: str, templates: list[str], names: list[str]
+) -> dict[str, torch.Tensor]:
+    """The (P, D) embeddings of every class of `names` found in the per-class cache."""
+    found: dict[str, torch.Tensor] = {}
+    if not classes.cache_dir.is_dir():
+        return found
+    for name in names:
+        emb = classes.load(classes.key(model_name, weights_id, templates, [name]))
+        if emb is not None and emb.shape[:2] == (1, len(templates)):
+            found[name] = emb[0]
+    return found

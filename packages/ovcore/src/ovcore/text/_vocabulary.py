@@ -1,4 +1,5 @@
-"""Per-class, per-template CLIP text embeddings (SED spec §2).
+"""Per-class, per-template CLIP text embeddings (SED paper Sec. 3.1, official SED
+``sed/modeling/transformer/sed_predictor.py``).
 
 For class ``t`` with synonyms ``s_1..s_S`` (SED's rule: the name split on ``", "``) and template ``p``:
 ``E[t, p] = normalize(mean_s normalize(encode_text(template_p.format(s))))``. The template axis is kept.
@@ -15,6 +16,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+from ._fast import encode_text
 
 __all__ = ["split_synonyms", "check_vocabulary", "build_prompts", "encode_vocabulary"]
 
@@ -181,7 +184,8 @@ def encode_vocabulary(
     try:
         for i, start in enumerate(tqdm(starts, desc="encoding vocabulary", unit="batch", disable=mode != "bar")):
             tokens = tokenizer(prompts[start : start + batch_size]).to(device)
-            emb = F.normalize(clip_model.encode_text(tokens).float(), dim=-1)
+            # open_clip CLIPs run on the used context only (exact: causal mask, end-of-text pooling; ._fast)
+            emb = F.normalize(encode_text(clip_model, tokens).float(), dim=-1)
             if total is None:
                 total = torch.zeros(num_rows, emb.shape[-1], dtype=torch.float32, device=device)
             # sum of the normalised synonym embeddings of each (class, template) row; divided by S below

@@ -16,48 +16,65 @@ Typical entry point of a method::
         train(cfg, model=lambda: build_model(cfg), dataset=build_train_set(cfg),
               evaluate_fn=lambda model, it: evaluate(model.predict, val_set, num_classes=...))
 
-    def main() -> int:  # errors: one line "my-train: error: ..." and exit 2 (ovcore.command)
+    def main() -> int:  # errors: one line "my-train: error: ..." and exit 2 (ovcore.cmd.errors)
         return run_command("my-train", lambda: run(preset_cli(PRESETS, prog="my-train")))
 """
 
-from .checkpoint import (
-    CHECKPOINT_FORMAT,
-    Checkpointer,
-    atomic_save,
-    capture_rng_state,
-    load_checkpoint,
-    load_model_weights,
-    restore_rng_state,
-)
-from .cli import preset_cli
-from .config import OptimConfig, ScheduleConfig, TrainConfig, config_to_dict
-from .data import ResumableLoader, SeededSamples, sample_seed
-from .distributed import (
-    DistInfo,
-    ResumableDistributedSampler,
-    all_gather_object,
-    all_reduce_mean,
-    barrier,
-    cleanup,
-    get_rank,
-    get_world_size,
-    init_distributed,
-    is_main_process,
-    resolve_device,
-    unwrap,
-    wrap_ddp,
-)
-from .engine import EvaluateFn, StepCallback, TrainResult, seed_all, train
-from .optim import (
-    NORM_TYPES,
-    build_optimizer,
-    build_param_groups,
-    lr_multiplier,
-    named_trainable_parameters,
-    weight_decay_of,
-)
-from .recipe import dataset_transform, describe_transform, effective_recipe, format_recipe
-from .schedule import LrFactor, build_scheduler, lr_factor
+from ovcore.lazy import lazy_exports
+
+# Names are imported on first use, so a command's --help that only needs the config dataclasses (ovcore.train.config)
+# does not import torch.
+_EXPORTS = {
+    "CHECKPOINT_FORMAT": "ovcore.train.checkpoint",
+    "Checkpointer": "ovcore.train.checkpoint",
+    "atomic_save": "ovcore.train.checkpoint",
+    "capture_rng_state": "ovcore.train.checkpoint",
+    "load_checkpoint": "ovcore.train.checkpoint",
+    "load_model_weights": "ovcore.train.checkpoint",
+    "restore_rng_state": "ovcore.train.checkpoint",
+    "preset_cli": "ovcore.train.cli",
+    "OptimConfig": "ovcore.train.config",
+    "ScheduleConfig": "ovcore.train.config",
+    "TrainConfig": "ovcore.train.config",
+    "config_to_dict": "ovcore.train.config",
+    "ResumableLoader": "ovcore.train.data",
+    "SeededSamples": "ovcore.train.data",
+    "sample_seed": "ovcore.train.data",
+    "DistInfo": "ovcore.train.distributed",
+    "ResumableDistributedSampler": "ovcore.train.distributed",
+    "all_gather_object": "ovcore.train.distributed",
+    "all_reduce_mean": "ovcore.train.distributed",
+    "barrier": "ovcore.train.distributed",
+    "cleanup": "ovcore.train.distributed",
+    "get_rank": "ovcore.train.distributed",
+    "get_world_size": "ovcore.train.distributed",
+    "init_distributed": "ovcore.train.distributed",
+    "is_main_process": "ovcore.train.distributed",
+    "resolve_device": "ovcore.train.distributed",
+    "unwrap": "ovcore.train.distributed",
+    "wrap_ddp": "ovcore.train.distributed",
+    "EvaluateFn": "ovcore.train.engine",
+    "StepCallback": "ovcore.train.engine",
+    "TrainResult": "ovcore.train.engine",
+    "seed_all": "ovcore.train.engine",
+    "train": "ovcore.train.engine",
+    "NORM_TYPES": "ovcore.train.optim",
+    "add_rules": "ovcore.train.optim",
+    "model_optim_config": "ovcore.train.optim",
+    "build_optimizer": "ovcore.train.optim",
+    "build_param_groups": "ovcore.train.optim",
+    "lr_multiplier": "ovcore.train.optim",
+    "named_trainable_parameters": "ovcore.train.optim",
+    "weight_decay_of": "ovcore.train.optim",
+    "dataset_transform": "ovcore.train.recipe",
+    "describe_transform": "ovcore.train.recipe",
+    "effective_recipe": "ovcore.train.recipe",
+    "format_recipe": "ovcore.train.recipe",
+    "LrFactor": "ovcore.train.schedule",
+    "build_scheduler": "ovcore.train.schedule",
+    "lr_factor": "ovcore.train.schedule",
+}
+
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -75,6 +92,7 @@ __all__ = [
     "StepCallback",
     "TrainConfig",
     "TrainResult",
+    "add_rules",
     "all_gather_object",
     "all_reduce_mean",
     "atomic_save",
@@ -97,6 +115,7 @@ __all__ = [
     "load_model_weights",
     "lr_factor",
     "lr_multiplier",
+    "model_optim_config",
     "preset_cli",
     "resolve_device",
     "restore_rng_state",
@@ -107,3 +126,5 @@ __all__ = [
     "weight_decay_of",
     "wrap_ddp",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ovcore.files import atomic_write, remove_stale_temporaries
+from ovcore.safe_load import DamagedFileError
 
 logger = logging.getLogger(__name__)
 
@@ -104,9 +105,10 @@ class Checkpointer:
 
 
 UNREADABLE_ERRORS: tuple[type[BaseException], ...] = (
-    pickle.UnpicklingError, EOFError, RuntimeError, zipfile.BadZipFile, AttributeError
+    DamagedFileError, pickle.UnpicklingError, EOFError, RuntimeError, zipfile.BadZipFile, AttributeError
 )
-"""What ``torch.load`` raises for a damaged or foreign file (besides the safe loader's ValueError refusals)."""
+"""What a reader raises for a damaged or foreign file: ``ovcore.safe_load``'s DamagedFileError, and what a plain
+``torch.load`` raises (the safe loader's UnsafeFileError refusals are not among them)."""
 
 
 def unreadable_file_error(path: str | os.PathLike, err: BaseException, what: str = "checkpoint") -> ValueError:
@@ -117,11 +119,16 @@ def unreadable_file_error(path: str | os.PathLike, err: BaseException, what: str
 def _unreadable_reason(err: BaseException) -> str:
     # torch's own messages are long, and one of them advises weights_only=False (running the file's code): say
     # what is wrong with the file instead.
+    damaged = isinstance(err, DamagedFileError)
+    if damaged and err.__cause__ is not None:
+        err = err.__cause__  # the reader's own error says best how the file is damaged
     text = str(err)
     if isinstance(err, EOFError) or "Ran out of input" in text:
         return "the file is empty or cut short"
     if "central directory" in text or "zip archive" in text or isinstance(err, zipfile.BadZipFile):
         return "the file is truncated or corrupted (an incomplete copy, or a run killed while writing it)"
+    if damaged:
+        return "the file is truncated or corrupted, or not a torch file (re-download or re-save it)"
     if "Unsupported global" in text or "Unsupported class" in text:
         return "it holds Python objects other than tensors and plain data, refused because loading them could run code"
     if isinstance(err, pickle.UnpicklingError) or "invalid load key" in text or "weights_only" in text:
@@ -144,11 +151,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise FileNotFoundError(errno.ENOENT, "no such checkpoint file", str(path))
     try:
         return load_torch_file(path, map_location=map_location, what="checkpoint")
-    except ValueError as err:
-        if "weights_only" not in str(err):
-            raise  # the safe loader's refusal already names the file and what to do
-        raise unreadable_file_error(path, err) from err
-    except UNREADABLE_ERRORS as err:
+    except DamagedFileError as err:  # a refusal (UnsafeFileError) already names the file and what to do
         raise unreadable_file_error(path, err) from err
 
 

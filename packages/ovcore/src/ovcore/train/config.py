@@ -181,7 +181,7 @@ class TrainConfig:
         Raises:
             ValueError: a value outside its range.
         """
-        from ovcore.command import check_min, check_positive, check_range
+        from ovcore.cmd.errors import check_min, check_positive, check_range
 
         for option, value, minimum in (
             ("--max-iters", self.max_iters, 1),

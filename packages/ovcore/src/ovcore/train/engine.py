@@ -107,7 +107,7 @@ def _validate(cfg: TrainConfig, world_size: int, device: torch.device) -> int:
 
 def _check_output_dir(path: Path) -> None:
     # Before the model is built: a file in the way or a read-only folder would otherwise fail at the first save.
-    from ovcore.command import check_output_dir
+    from ovcore.cmd.errors import check_output_dir
 
     check_output_dir(path, "--output-dir")
 

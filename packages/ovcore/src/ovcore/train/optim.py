@@ -15,6 +15,7 @@ one group per parameter and keeps the optimizer state small.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import warnings
 from collections.abc import Iterable, Mapping
@@ -95,6 +96,36 @@ def weight_decay_of(
     return float(cfg.weight_decay)
 
 
+def add_rules(
+    cfg: OptimConfig,
+    *,
+    lr_multipliers: Mapping[str, float] | Iterable[tuple[str, float]] = (),
+    no_decay_names: Iterable[str] = (),
+) -> OptimConfig:
+    """``cfg`` with a method's own grouping rules added under the user's (a model's ``default_optim``).
+
+    A pattern the user's ``cfg.lr_multipliers`` also names keeps the user's multiplier; the no-decay patterns are
+    the union of both lists.
+
+    Args:
+        cfg: The run's optimizer options.
+        lr_multipliers: The method's pattern -> multiplier rules.
+        no_decay_names: The method's patterns without weight decay.
+    """
+    rules = {**dict(lr_multipliers), **dict(cfg.lr_multipliers)}
+    names = tuple(dict.fromkeys((*cfg.no_decay_names, *no_decay_names)))
+    return dataclasses.replace(cfg, lr_multipliers=tuple(rules.items()), no_decay_names=names)
+
+
+def model_optim_config(model: nn.Module, cfg: OptimConfig) -> OptimConfig:
+    """The options :func:`build_optimizer` groups with: ``model.default_optim(cfg)`` when the model defines it (and
+    ``cfg.use_model_param_groups``), else ``cfg``."""
+    rules = getattr(model, "default_optim", None)
+    if cfg.use_model_param_groups and callable(rules):
+        return rules(cfg)
+    return cfg
+
+
 def build_param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
     """Parameter groups of ``model`` under the rules of ``cfg`` (see the module docstring).
 
@@ -166,7 +197,10 @@ def _normalise_custom_groups(model: nn.Module, groups: list[dict[str, Any]], cfg
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     """AdamW over the parameter groups of ``model``.
 
-    A model may define its own grouping with a method ``param_groups(cfg: OptimConfig) -> list[dict]``: each dict
+    A model states its recipe as rules with a method ``default_optim(cfg: OptimConfig) -> OptimConfig`` (its
+    learning-rate multipliers and no-decay names added to ``cfg``, e.g. with :func:`add_rules`); the groups are then
+    :func:`build_param_groups` of that config. A model may instead define its own grouping with a method
+    ``param_groups(cfg: OptimConfig) -> list[dict]``: each dict
     holds ``params`` and optionally ``lr_mult`` (default 1), ``weight_decay`` (default ``cfg.weight_decay``) and any
     extra keys (e.g. ``name``); the engine sets ``lr`` = ``cfg.lr * lr_mult``. Otherwise (or with
     ``cfg.use_model_param_groups=False``) :func:`build_param_groups` applies the name and layer-type rules of ``cfg``.
@@ -185,5 +219,5 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
             )
         groups = _normalise_custom_groups(model, list(custom(cfg)), cfg)
     else:
-        groups = build_param_groups(model, cfg)
+        groups = build_param_groups(model, model_optim_config(model, cfg))
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)

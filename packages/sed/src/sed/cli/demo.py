@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import tyro
-from torch.utils.data import Dataset
 
-from ovcore.command import run_command
-from sed.cli._common import fmt, quiet_logger, say, setup_logging, write_json
+from ovcore.cmd.errors import run_command
+from ovcore.cmd.log import quiet_logger, say, setup_logging
+from ovcore.cmd.tables import cell as fmt
+from ovcore.files import write_json
 
 __all__ = ["DemoConfig", "run", "main"]
 
@@ -84,7 +85,7 @@ class DemoConfig:
 
     def validate(self) -> None:
         """Check the numeric options before anything is built; the messages name the flags."""
-        from ovcore.command import check_min, check_positive
+        from ovcore.cmd.errors import check_min, check_positive
 
         for option, value, minimum in (
             ("--iters", self.iters, 1),
@@ -98,8 +99,9 @@ class DemoConfig:
         check_positive("--lr", self.lr)
 
 
-class _MemoryScenes(Dataset):
-    """A dataset held in memory (samples computed once) with a random transform applied on every access."""
+class _MemoryScenes:
+    """A map-style dataset held in memory (samples computed once) with a random transform applied on every access
+    (duck-typed rather than a torch Dataset subclass, so importing this module does not import torch)."""
 
     def __init__(self, base: Any, transform: Any) -> None:
         self.samples = [base[i] for i in range(len(base))]
@@ -136,14 +138,16 @@ def _run(cfg: DemoConfig) -> dict[str, Any]:
     import numpy as np
 
     import sed
-    from ovcore.command import check_output_dir
+    from ovcore.cmd.errors import check_output_dir
     from ovcore.data import DEMO_CLASSES, DemoSegmentation, SEDTestTransform, SEDTrainTransform, collate_samples
     from ovcore.data.io import write_image
     from ovcore.train import resolve_device, seed_all, train
-    from sed.cli._common import eval_protocol, evaluate_model
-    from sed.cli.predict import predict_files
+    from ovcore.vis import render_overlay
+    from ovcore.benchmarks import get_benchmark
+    from ovcore.cmd.model import LoadedModel
+    from ovcore.cmd.predict import predict_images
+    from sed.cli._common import evaluate_model
     from sed.cli.train import demo_recipe
-    from sed.cli.visualize import render_overlay
 
     start = time.perf_counter()
     cfg.validate()
@@ -195,7 +199,7 @@ def _run(cfg: DemoConfig) -> dict[str, Any]:
         train_tf,
     )
     val_set = DemoSegmentation(num_val, size=2 * size, seed=cfg.seed, split="val")
-    protocol = eval_protocol("demo")
+    protocol = get_benchmark("demo").protocol()
 
     seed_all(cfg.seed)
     model = sed.create_sed(cfg.preset, pretrained_clip=None, class_names=list(DEMO_CLASSES),
@@ -234,7 +238,8 @@ def _run(cfg: DemoConfig) -> dict[str, Any]:
         (out / "ground_truth").mkdir(parents=True, exist_ok=True)
         render_overlay(image, gt, list(DEMO_CLASSES), title="ground truth", ignore_index=255).save(
             out / "ground_truth" / f"{sample['name']}_overlay.png")
-    predict_files(model, paths, list(DEMO_CLASSES), out / "predictions", topk=None, device=device)
+    predict_images(LoadedModel(model, "the trained demo model", predict_options={"k": None}), paths,
+                   [p.stem for p in paths], list(DEMO_CLASSES), out / "predictions", device=device)
 
     def summary(res: dict[str, Any]) -> dict[str, Any]:
         keys = ("mIoU", "pAcc", "mAcc", "fwIoU", "ms_per_image", "per_class_IoU", "cer_topk", "cer_kept_mean")
@@ -291,7 +296,7 @@ def _run(cfg: DemoConfig) -> dict[str, Any]:
     say(f"  ground truth:        {(out / 'ground_truth').resolve()}")
     say(f"  checkpoint:          {result.checkpoint}")
     say(f"  try it:              uv run sed-predict {out / 'samples'} --checkpoint {result.checkpoint} "
-        f"--classes \"{','.join(DEMO_CLASSES)}\" --output-dir {out / 'my_predictions'}")
+        f"--vocabulary \"{','.join(DEMO_CLASSES)}\" --output-dir {out / 'my_predictions'}")
     say(f"  {HONESTY}")
     say("=" * 100)
     return metrics

@@ -6,7 +6,8 @@
     sed-train --preset sed_convnext_b_768 --resume       # continue from the latest checkpoint in --output-dir
     sed-train --preset sed_tiny --max-iters 50           # small random-init preset on the built-in demo scenes
 
-Presets with pretrained CLIP weights (the ConvNeXt ones) default to the paper's recipe (spec §8): COCO-Stuff 171,
+Presets with pretrained CLIP weights (the ConvNeXt ones) default to the paper's recipe (SED paper Sec. 4.2,
+official ``configs/convnextB_768.yaml``): COCO-Stuff 171,
 AdamW lr 2e-4, weight decay 1e-4 (0 for norm layers), CLIP learning-rate multiplier 0.01, cosine schedule without
 warm-up over 80k iterations, global batch 4, 768x768 crops, full-model gradient clipping at 0.01, TF32 matmuls,
 checkpoints every 5000 and evaluation every 10000 iterations. Random-init presets (sed_tiny*) default to a
@@ -19,13 +20,17 @@ import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from ovcore.command import run_command
-from ovcore.train import OptimConfig, ScheduleConfig, TrainConfig
-from sed.cli._common import fmt, say, setup_logging
+from ovcore.cmd.errors import run_command
+from ovcore.cmd.log import say, setup_logging
+from ovcore.cmd.tables import cell
+from ovcore.train.config import OptimConfig, ScheduleConfig, TrainConfig
 
-__all__ = ["SEDTrainConfig", "train_presets", "demo_recipe", "paper_recipe", "run", "main"]
+__all__ = ["RECIPES", "SEDTrainConfig", "train_presets", "demo_recipe", "paper_recipe", "parse", "run", "main"]
+
+RECIPES = ("paper", "demo")
+"""``--recipe`` choices: the paper's recipe (COCO-Stuff 171, 80k iterations) or the CPU demo recipe."""
 
 
 @dataclass
@@ -37,6 +42,11 @@ class SEDTrainConfig(TrainConfig):
 
     model: str = "sed_convnext_b_768"
     """SED model preset to build (set by --preset; override it only to train one preset's recipe on another model)."""
+
+    recipe: Literal["paper", "demo"] | None = None
+    """Training recipe: 'paper' (COCO-Stuff 171, AdamW 2e-4, cosine, 80k iterations, batch 4, 768 crops) or 'demo'
+    (a CPU recipe on the demo scenes); default: 'paper' for presets with pretrained CLIP weights, 'demo' for the
+    random-init ones (sed_tiny*). Its values are the defaults of the other flags."""
 
     pretrained_clip: str | None = "laion_aesthetic_s13b_b82k"
     """CLIP weights to start from: an open_clip tag (read from the local hub cache), or a local file
@@ -92,7 +102,7 @@ class SEDTrainConfig(TrainConfig):
 
     def validate(self) -> None:
         """The engine's numeric checks plus SED's own (sizes, probabilities, evaluation options)."""
-        from ovcore.command import check_min, check_range
+        from ovcore.cmd.errors import check_min, check_range
 
         super().validate()
         for option, value, minimum in (
@@ -109,13 +119,14 @@ class SEDTrainConfig(TrainConfig):
 
 
 def paper_recipe(preset: str) -> SEDTrainConfig:
-    """The official training configuration (spec §8) for a preset with pretrained CLIP weights."""
+    """The official configuration (``configs/convnextB_768.yaml``) for a preset with pretrained CLIP weights."""
     from sed.config import load_config
 
     mcfg = load_config(preset)
     return SEDTrainConfig(
         output_dir=f"runs/{preset}",
         model=preset,
+        recipe="paper",
         pretrained_clip=mcfg.clip_pretrained,
         clip_multiplier=mcfg.clip_lr_multiplier,
         max_iters=80_000,
@@ -148,6 +159,7 @@ def demo_recipe(preset: str = "sed_tiny") -> SEDTrainConfig:
     return SEDTrainConfig(
         output_dir=f"runs/{preset}",
         model=preset,
+        recipe="demo",
         pretrained_clip=mcfg.clip_pretrained,
         clip_multiplier=1.0,
         dataset="demo",
@@ -167,14 +179,18 @@ def demo_recipe(preset: str = "sed_tiny") -> SEDTrainConfig:
     )
 
 
-def train_presets() -> dict[str, tuple[str, SEDTrainConfig]]:
-    """``--preset`` choices: one per registered SED preset (configs as data, built from ``model_configs``)."""
+def train_presets(recipe: str | None = None) -> dict[str, tuple[str, SEDTrainConfig]]:
+    """``--preset`` choices: one per registered SED preset (configs as data, built from ``model_configs``), each
+    with ``recipe`` ('paper' or 'demo'; default: 'paper' for pretrained-CLIP presets, 'demo' for the others)."""
     import sed
     from sed.config import load_config
 
+    if recipe is not None and recipe not in RECIPES:
+        raise ValueError(f"--recipe: unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
     presets: dict[str, tuple[str, SEDTrainConfig]] = {}
     for name in sed.list_presets():
-        if load_config(name).clip_pretrained is not None:
+        chosen = recipe or ("paper" if load_config(name).clip_pretrained is not None else "demo")
+        if chosen == "paper":
             presets[name] = ("paper recipe", paper_recipe(name))
         else:
             presets[name] = ("CPU demo recipe", demo_recipe(name))
@@ -192,17 +208,10 @@ def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any]:
     """
     import sed
     from ovcore.data import SEDTrainTransform, dataset_info, get_class_names
-    from sed.cli._common import (
-        build_split,
-        eval_protocol,
-        eval_transform,
-        evaluate_model,
-        first_images,
-        quiet_logger,
-        read_weights,
-        require_file,
-        resolve_benchmarks,
-    )
+    from ovcore.cmd.errors import require_file
+    from ovcore.cmd.evaluate import first_images
+    from ovcore.cmd.log import quiet_logger
+    from sed.cli._common import build_split, eval_target, eval_transform, evaluate_model, read_weights
 
     if not sed.is_preset(cfg.model):
         raise ValueError(f"--model: unknown SED preset {cfg.model!r}; available: {', '.join(sed.list_presets())}")
@@ -237,8 +246,8 @@ def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any]:
 
     evaluate_fn = None
     if cfg.eval_every > 0 or cfg.eval_at_end:
-        bench = resolve_benchmarks([cfg.eval_dataset or cfg.dataset], "--eval-dataset")[0]
-        protocol = eval_protocol(bench.dataset)
+        bench = eval_target(cfg.eval_dataset or cfg.dataset, "--eval-dataset")
+        protocol = bench.protocol()
         eval_set = build_split(bench.dataset, cfg.data_root, cfg.eval_split, eval_transform(sed.load_config(cfg.model)),
                                memory_fallback=fallback)
         eval_set = first_images(eval_set, cfg.eval_max_images, "--eval-max-images")
@@ -248,7 +257,7 @@ def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any]:
             with quiet_logger("ovcore.evaluate"):  # the per-class table goes to output_dir/eval/iter_*.json
                 results = evaluate_model(model, eval_set, protocol, topk=cfg.eval_topk, device=device, progress=False)
             say(f"[iter {iteration}] {bench.title} mIoU {results['mIoU']:.2f}  pAcc {results['pAcc']:.2f}  "
-                f"({results['num_images']} images, {fmt(results['ms_per_image'], 0)} ms/img)")
+                f"({results['num_images']} images, {cell(results['ms_per_image'], 0)} ms/img)")
             return results
     return make_model, train_set, evaluate_fn
 
@@ -271,7 +280,7 @@ def _method_recipe(cfg: SEDTrainConfig, train_set: Any) -> dict[str, Any]:
 
 def run(cfg: SEDTrainConfig) -> Any:
     """Body of ``sed-train``: check the inputs, train, and say where the results are."""
-    from ovcore.command import check_output_dir, require_file
+    from ovcore.cmd.errors import check_output_dir, require_file
     from ovcore.data import collate_samples
     from ovcore.train import train
 
@@ -298,10 +307,22 @@ def run(cfg: SEDTrainConfig) -> Any:
 
 def parse(argv: Sequence[str] | None = None) -> SEDTrainConfig:
     """Parse a command line into a :class:`SEDTrainConfig` (presets plus overrides)."""
-    from ovcore.train import preset_cli
+    import sys
 
-    return preset_cli(train_presets(), default="sed_convnext_b_768", args=argv, prog="sed-train",
+    import tyro
+
+    from ovcore.train.cli import preset_cli
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    # Stage 0 reads only --recipe, which chooses the defaults that the full parser then shows.
+    chosen, _ = tyro.cli(_RecipeChoice, args=args, prog="sed-train", add_help=False, return_unknown_args=True)
+    return preset_cli(train_presets(chosen.recipe), default="sed_convnext_b_768", args=args, prog="sed-train",
                       description=inspect.cleandoc(SEDTrainConfig.__doc__ or ""))
+
+
+@dataclass
+class _RecipeChoice:
+    recipe: Literal["paper", "demo"] | None = None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

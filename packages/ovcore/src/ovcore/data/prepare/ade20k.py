@@ -1,4 +1,5 @@
-"""ADE20K-150 (SceneParsing) and ADE20K-847 (ADE20K_2021_17_01 full) preparation (sed-official.md §9.2).
+"""ADE20K-150 (SceneParsing) and ADE20K-847 (ADE20K_2021_17_01 full) preparation (as official SED
+``datasets/prepare_ade20k_150.py`` / ``prepare_ade20k_full.py``).
 
 ADE20K-150 raw: ``ADEChallengeData2016/annotations/{training,validation}/*.png`` (0 = other, 1..150).
 Output ``ADEChallengeData2016/annotations_detectron2/<split>/*.png``: ``label - 1`` in uint8, so 0 wraps to 255.

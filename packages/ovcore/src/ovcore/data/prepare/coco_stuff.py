@@ -1,4 +1,5 @@
-"""COCO-Stuff 164k: ``stuffthingmaps_trainval2017`` PNGs -> 171 contiguous train ids (sed-official.md §9.2).
+"""COCO-Stuff 164k: ``stuffthingmaps_trainval2017`` PNGs -> 171 contiguous train ids (as official SED
+``datasets/prepare_coco_stuff.py``).
 
 Raw: ``coco-stuff/annotations/{train2017,val2017}/*.png`` hold 0-based COCO ids (0..181, 255 unlabeled).
 The 80 thing ids (0..89 with gaps) and 91 stuff ids (91..181) in use become 0..170 in ascending order; every

@@ -1,4 +1,5 @@
-"""PASCAL Context 59 and 459 preparation (sed-official.md §9.2).
+"""PASCAL Context 59 and 459 preparation (as official SED ``datasets/prepare_pascal_context_59.py`` /
+``prepare_pascal_context_459.py``).
 
 PC-59 raw: ``VOCdevkit/VOC2010/trainval_merged.json`` (PASCAL in Detail): ``images`` (``file_name``,
 ``image_id``, ``phase``, ``height``, ``width``) and ``annos_segmentation`` (``image_id``, ``category_id``,

@@ -1,4 +1,5 @@
-"""PASCAL VOC 2012 preparation for PAS-20, PAS-20b and the VOC zero-shot split (sed-official.md §9.2).
+"""PASCAL VOC 2012 preparation for PAS-20, PAS-20b and the VOC zero-shot split (as official SED
+``datasets/prepare_voc.py``).
 
 Raw: ``VOCdevkit/VOC2012/`` with ``JPEGImages``, ``ImageSets/Segmentation/{train,val}.txt`` (and optionally
 ``aug.txt``, the SBD augmented ids of mmseg's ``voc_aug`` conversion) and the label folders

@@ -1,4 +1,4 @@
-"""ZegCLIP / mmseg data pipeline (clipzss-paper.md §2.4), without normalisation (the model normalises)."""
+"""ZegCLIP / mmseg data pipeline (ZegCLIP ``configs/_base_/datasets/*``), without normalisation (model's job)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SED's data pipeline (detectron2 ``MaskFormerSemanticDatasetMapper`` / ``DatasetMapper``, sed-official.md §8)."""
+"""SED's data pipeline (detectron2 ``MaskFormerSemanticDatasetMapper`` / ``DatasetMapper``, official SED config)."""
 
 from __future__ import annotations
 
