@@ -146,7 +146,7 @@ def test_default_recipe_is_mmseg_swin() -> None:
 
 
 def test_zegclip_recipe_is_one_flag_away() -> None:
-    cfg = train_cli.parse_args(["--preset", "voc_zs", "--recipe", "zegclip"])
+    cfg = train_cli.parse_args(["--experiment", "voc_zs", "--recipe", "zegclip"])
     assert cfg.recipe == "zegclip" and (cfg.optim.lr, cfg.optim.weight_decay) == (2e-5, 0.01)
     s = cfg.schedule
     assert (s.name, s.power, s.min_lr, s.min_lr_mode, s.warmup_iters, s.warmup_ratio) == (

@@ -86,3 +86,36 @@ def test_evaluate_rejects_a_bad_image_count(tmp_path: Path) -> None:
     model = create_model("maskclip_vit_tiny")
     with pytest.raises(ValueError, match="max_images"):
         maskclip.evaluate(model, "demo", root=tmp_path, max_images=0)
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Presets registered in a test vanish after it (the registry is filled first, so nothing built-in is lost)."""
+    from maskclip import _registry
+
+    maskclip.list_presets()
+    monkeypatch.setattr(_registry._PRESETS, "_entries", dict(_registry._PRESETS._entries))
+
+
+def test_registry_entries_are_configs() -> None:
+    from maskclip import _registry
+
+    for name in maskclip.list_presets():
+        cfg = _registry._PRESETS.get(name)()
+        assert isinstance(cfg, maskclip.MaskCLIPConfig) and cfg == load_config(name) == maskclip.get_preset_config(name)
+
+
+@pytest.mark.usefixtures("scratch_registry")
+def test_register_maskclip_registers_a_config_that_create_maskclip_builds() -> None:
+    @maskclip.register_maskclip
+    def maskclip_vit_tiny_whole() -> maskclip.MaskCLIPConfig:
+        """The tiny ViT preset on the whole image."""
+        return load_config("maskclip_vit_tiny", window_size=None)
+
+    cfg = maskclip.get_preset_config("maskclip_vit_tiny_whole")
+    assert (cfg.name, cfg.description, cfg.window_size) == (
+        "maskclip_vit_tiny_whole", "The tiny ViT preset on the whole image.", None,
+    )
+    model = maskclip.create_maskclip("maskclip_vit_tiny_whole", pretrained=None)
+    assert isinstance(model, maskclip.MaskCLIP) and model.cfg.name == "maskclip_vit_tiny_whole"
+    assert create_model("maskclip_vit_tiny_whole").cfg.window_size is None  # found through the method contract

@@ -31,3 +31,48 @@ def test_fast_variant_differs_from_its_base_only_in_cer_and_paper_figures(size: 
 def test_unknown_preset_lists_the_registered_ones() -> None:
     with pytest.raises(ValueError, match="sed_tiny"):
         sed.create_sed("sed_nope")
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Presets registered in a test vanish after it (the registry is filled first, so nothing built-in is lost)."""
+    from sed import _registry
+
+    sed.list_presets()
+    monkeypatch.setattr(_registry._PRESETS, "_entries", dict(_registry._PRESETS._entries))
+
+
+def test_registry_entries_are_configs() -> None:
+    from sed import _registry
+
+    for name in sed.list_presets():
+        cfg = _registry._PRESETS.get(name)()
+        assert isinstance(cfg, sed.SEDConfig) and cfg == sed.load_config(name) == sed.get_preset_config(name)
+
+
+@pytest.mark.usefixtures("scratch_registry")
+def test_register_sed_registers_a_config_that_create_sed_builds() -> None:
+    @sed.register_sed
+    def sed_tiny_wide() -> sed.SEDConfig:
+        """sed_tiny with 32 hidden channels."""
+        return sed.load_config("sed_tiny", hidden_dim=32)
+
+    assert isinstance(sed_tiny_wide(), sed.SEDConfig) and sed.is_preset("sed_tiny_wide")
+    cfg = sed.get_preset_config("sed_tiny_wide", cer_topk=2)
+    assert (cfg.name, cfg.description, cfg.hidden_dim, cfg.cer_topk) == (
+        "sed_tiny_wide", "sed_tiny with 32 hidden channels.", 32, 2,
+    )
+    model = sed.create_sed("sed_tiny_wide", pretrained_clip=None)
+    assert isinstance(model, sed.SED) and model.cfg.name == "sed_tiny_wide" and model.cfg.hidden_dim == 32
+    with pytest.raises(ValueError, match="already registered"):
+        sed.register_sed(sed_tiny_wide)
+
+
+@pytest.mark.usefixtures("scratch_registry")
+def test_a_preset_function_returning_a_model_is_rejected() -> None:
+    @sed.register_sed
+    def sed_model_not_config() -> object:
+        return sed.create_sed("sed_tiny", pretrained_clip=None)
+
+    with pytest.raises(ValueError, match="returns an SEDConfig"):
+        sed.create_sed("sed_model_not_config", pretrained_clip=None)

@@ -73,3 +73,13 @@ def test_bf16_encoder_option_is_close_to_fp32(tiny_model: sed.SED) -> None:
     assert out.dtype == torch.float32 and out.shape == ref.shape
     assert float((out - ref).abs().max()) < 0.05
     assert not tiny_model.encoder_bf16
+
+
+def test_linear_attention_infer_equals_forward() -> None:
+    from sed.layers import LinearAttentionLayer
+
+    torch.manual_seed(0)
+    layer = LinearAttentionLayer(16, 4)
+    z = torch.randn(5, 7, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(layer.infer(z), layer(z), atol=1e-5, rtol=1e-5)

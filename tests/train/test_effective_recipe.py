@@ -90,7 +90,7 @@ def test_clipzss_train_gives_its_recipe(demo_root: Path, tmp_path: Path, monkeyp
     from clipzss.cli import train as train_cli
 
     calls = _capture_train(monkeypatch)
-    args = ["--preset", "demo", "--data.root", str(demo_root), "--output-dir", str(tmp_path / "run")]
+    args = ["--experiment", "demo", "--data-root", str(demo_root), "--output-dir", str(tmp_path / "run")]
     train_cli.run(train_cli.parse_args([*args, "--model.crop-size", "64"]))
     recipe = calls["recipe"]
     aug = recipe["augmentation"]

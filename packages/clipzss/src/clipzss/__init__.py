@@ -14,6 +14,7 @@ _EXPORTS = {
     "get_preset_config": "clipzss._registry",
     "is_preset": "clipzss._registry",
     "list_presets": "clipzss._registry",
+    "register_clipzss_preset": "clipzss._registry",
     "register_preset": "clipzss._registry",
     "CLIPZSSConfig": "clipzss.config",
     "GLMConfig": "clipzss.config",

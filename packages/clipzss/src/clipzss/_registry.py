@@ -1,5 +1,7 @@
-"""Preset registry (timm style): ``@register_preset`` functions return a :class:`CLIPZSSConfig`.
+"""Preset registry: a preset name maps to its config (data); ``create_clipzss(name, ...)`` builds the model.
 
+The shape shared by every method package (root README, "Adding a method"): one entry per ``model_configs/*.json``
+file, plus ``@register_preset`` for presets written in Python, whose function returns a :class:`CLIPZSSConfig`.
 ``create_clipzss(name, **overrides)`` builds the training wrapper, ``create_segmenter(checkpoint)`` the inference
 model. Overrides use dotted (or double-underscore) names for nested fields: ``plm__fusion_threshold=0.9`` or
 ``plm={"fusion_threshold": 0.9}``.
@@ -25,15 +27,17 @@ __all__ = [
     "get_preset_config",
     "is_preset",
     "list_presets",
+    "register_clipzss_preset",
     "register_preset",
 ]
 
-# A later registration of the same name wins, with a warning (user presets may override built-ins).
+
 def _import_presets() -> None:
     # The preset module registers on import; importing it here keeps the package import free of it.
     from . import presets  # noqa: F401
 
 
+# A later registration of the same name wins, with a warning (user presets may override built-ins).
 _PRESETS: PresetRegistry[Callable[[], CLIPZSSConfig]] = PresetRegistry(
     "CLIP-ZSS preset", allow_overwrite=True, populate=_import_presets
 )
@@ -49,7 +53,16 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 register_preset = _PRESETS.register
-"""Decorator: register a preset (a function returning a :class:`CLIPZSSConfig`) under its function name."""
+"""Decorator: register a preset written in Python, a function taking no arguments and returning a
+:class:`CLIPZSSConfig`, under its function name (a later registration of a name replaces the earlier one with a
+warning); ``create_clipzss(name)`` then builds it::
+
+    @clipzss.register_preset
+    def clipzss_swin_b_upernet_in22k() -> clipzss.CLIPZSSConfig:
+        return clipzss.get_preset_config("clipzss_swin_b_upernet", student__pretrained="ms_in22k")
+"""
+register_clipzss_preset = _PRESETS.add
+"""Register a config function under a given name (each JSON config in ``model_configs/`` is registered so)."""
 
 
 def list_presets(pattern: str = "*") -> list[str]:
@@ -73,6 +86,11 @@ def get_preset_config(name: str, **overrides: Any) -> CLIPZSSConfig:
         ValueError: unknown preset or field.
     """
     cfg = _PRESETS.get(name)()
+    if not isinstance(cfg, CLIPZSSConfig):
+        raise ValueError(
+            f"CLIP-ZSS preset {name!r} returned {type(cfg).__name__}: a preset function returns a CLIPZSSConfig "
+            "(create_clipzss builds the model from it)"
+        )
     dataset = overrides.get("dataset")
     if dataset is not None:
         cfg = replace(cfg, **{**DATASET_DEFAULTS.get(dataset, {}), "class_names": [], "seen_classes": []})

@@ -20,6 +20,8 @@ _EXPORTS = {
     "create_maskclip": "maskclip._registry",
     "evaluate": "maskclip.evaluation",
     "is_preset": "maskclip._registry",
+    "get_preset_config": "maskclip._registry",
+    "register_maskclip": "maskclip._registry",
     "list_presets": "maskclip._registry",
     "load_config": "maskclip.config",
     "rescale_size": "maskclip.model",

@@ -1,4 +1,8 @@
-"""Preset registry (timm's ``register_model`` / ``list_models`` / ``create_model`` pattern)."""
+"""Preset registry: a preset name maps to its config (data); ``create_maskclip(name, ...)`` builds the model.
+
+The shape shared by every method package (root README, "Adding a method"): one entry per ``model_configs/*.json``
+file, plus ``@register_maskclip`` for presets written in Python, whose function returns a ``MaskCLIPConfig``.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,17 @@ from typing import TYPE_CHECKING, Any
 from ovcore.registry import PresetRegistry
 
 if TYPE_CHECKING:
+    from maskclip.config import MaskCLIPConfig
     from maskclip.model import MaskCLIP
 
-__all__ = ["register_maskclip_preset", "list_presets", "create_maskclip", "is_preset"]
+__all__ = [
+    "register_maskclip",
+    "register_maskclip_preset",
+    "list_presets",
+    "get_preset_config",
+    "create_maskclip",
+    "is_preset",
+]
 
 
 def _import_presets() -> None:
@@ -19,9 +31,18 @@ def _import_presets() -> None:
     import maskclip.presets  # noqa: F401
 
 
-_PRESETS: PresetRegistry[Callable[..., MaskCLIP]] = PresetRegistry("MaskCLIP preset", populate=_import_presets)
+_PRESETS: PresetRegistry[Callable[[], MaskCLIPConfig]] = PresetRegistry("MaskCLIP preset", populate=_import_presets)
+register_maskclip = _PRESETS.register
+"""Decorator: register a preset written in Python, a function taking no arguments and returning a ``MaskCLIPConfig``,
+under its function name (a duplicate name raises ``ValueError``); ``create_maskclip(name)`` then builds it::
+
+    @maskclip.register_maskclip
+    def maskclip_vit_b16_whole() -> maskclip.MaskCLIPConfig:
+        '''MaskCLIP ViT-B/16 on the whole image (the first docstring line is the preset's description).'''
+        return maskclip.load_config("maskclip_vit_b16", window_size=None)
+"""
 register_maskclip_preset = _PRESETS.add
-"""Register a preset entry point under a given name (the JSON configs in ``model_configs/`` are registered so)."""
+"""Register a config function under a given name (each JSON config in ``model_configs/`` is registered so)."""
 
 
 def list_presets(pattern: str = "*") -> list[str]:
@@ -32,6 +53,28 @@ def list_presets(pattern: str = "*") -> list[str]:
 def is_preset(name: str) -> bool:
     """Whether ``name`` is a registered preset."""
     return name in _PRESETS
+
+
+def get_preset_config(name: str, **overrides: Any) -> MaskCLIPConfig:
+    """The config of a registered preset, with ``overrides`` applied.
+
+    Its ``name`` is the registered name and its ``description`` the first line of the preset function's docstring
+    (the config's own when the function has none), so a preset made from another keeps its own identity.
+
+    Raises:
+        ValueError: unknown preset (the message lists them) or unknown field.
+    """
+    from maskclip.config import MaskCLIPConfig
+
+    entry = _PRESETS.get(name)
+    cfg = entry()
+    if not isinstance(cfg, MaskCLIPConfig):
+        raise ValueError(
+            f"MaskCLIP preset {name!r} returned {type(cfg).__name__}: a preset function returns a MaskCLIPConfig "
+            "(create_maskclip builds the model from it)"
+        )
+    description = (entry.__doc__ or "").strip().split("\n")[0] or cfg.description
+    return cfg.replace(name=name, description=description).replace(**overrides)
 
 
 def create_maskclip(
@@ -71,14 +114,16 @@ def create_maskclip(
         return _create_pretrained(None, name, build, overrides)
     if is_pretrained_source(pretrained):
         return _create_pretrained(name, pretrained, build, overrides)
-    return _PRESETS.get(name)(pretrained=pretrained, **build, **overrides)
+    from maskclip.presets import build_maskclip
+
+    return build_maskclip(get_preset_config(name, **overrides), pretrained=pretrained, **build)
 
 
 def _create_pretrained(
     preset: str | None, source: str | os.PathLike, build: dict[str, Any], overrides: dict[str, Any]
 ) -> MaskCLIP:
     """``create_maskclip`` from the Hub layout: the saved config (or the named preset's), then the saved weights."""
-    from maskclip.config import MaskCLIPConfig, load_config
+    from maskclip.config import MaskCLIPConfig
     from maskclip.presets import build_maskclip
     from ovcore.clip import load_clip_weights
     from ovcore.hub import load_pretrained_file
@@ -88,7 +133,7 @@ def _create_pretrained(
     if preset is None or preset == weights.preset:
         cfg = MaskCLIPConfig().replace(**weights.config).replace(**overrides)
     else:
-        cfg = load_config(preset, **overrides)
+        cfg = get_preset_config(preset, **overrides)
     model = build_maskclip(cfg, pretrained=None, cache_dir=build["cache_dir"])
     # MaskCLIP's only weights are its CLIP's (state-dict prefix "clip.").
     foreign = [k for k in weights.state_dict if not k.startswith("clip.")]

@@ -1,22 +1,24 @@
-"""Registered MaskCLIP presets: one entry per ``model_configs/<name>.json``, registered when this module is imported."""
+"""Registered MaskCLIP presets: one entry per ``model_configs/<name>.json``, registered when this module is imported.
+
+Each entry returns the file's ``MaskCLIPConfig``; ``build_maskclip`` turns a config into a model
+(``maskclip.create_maskclip`` does both).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING
 
 from maskclip._registry import register_maskclip_preset
 from maskclip.config import MaskCLIPConfig, list_config_names, load_config
-from maskclip.model import MaskCLIP
-from ovcore.clip import create_clip
-from ovcore.text import weights_id_of
+
+if TYPE_CHECKING:
+    import torch
+
+    from maskclip.model import MaskCLIP
 
 __all__ = ["build_maskclip"]
-
-_BUILD_KEYS = ("pretrained", "device", "class_names", "cache_dir")
 
 
 def build_maskclip(
@@ -28,6 +30,11 @@ def build_maskclip(
     cache_dir: str | os.PathLike | None = None,
 ) -> MaskCLIP:
     """Build a MaskCLIP model from a config (see :func:`maskclip.create_maskclip` for the arguments)."""
+    # Deferred: listing presets (e.g. for a command's --help) must not import torch and open_clip.
+    from maskclip.model import MaskCLIP
+    from ovcore.clip import create_clip
+    from ovcore.text import weights_id_of
+
     if pretrained is True:
         pretrained = cfg.clip_pretrained
     elif pretrained is False:
@@ -40,20 +47,15 @@ def build_maskclip(
     return model
 
 
-def _create(name: str, **kwargs: Any) -> MaskCLIP:
-    build = {k: kwargs.pop(k) for k in _BUILD_KEYS if k in kwargs}
-    return build_maskclip(load_config(name, **kwargs), **build)
-
-
-def _preset_entry(name: str) -> Callable[..., MaskCLIP]:
-    def entry(**kwargs: Any) -> MaskCLIP:
-        return _create(name, **kwargs)
+def _preset_entry(name: str) -> Callable[[], MaskCLIPConfig]:
+    def entry() -> MaskCLIPConfig:
+        return load_config(name)
 
     entry.__name__ = entry.__qualname__ = name
     entry.__doc__ = load_config(name).description
     return entry
 
 
-# One preset per JSON file in model_configs/: adding a preset is adding a file.
+# One preset per JSON file in model_configs/: adding a preset is adding a file. The entry only reads the file.
 for _name in list_config_names():
     register_maskclip_preset(_name, _preset_entry(_name))

@@ -3,6 +3,8 @@
 This is the overlay rule of open_clip's JSON model configs and mmseg's ``_base_``: ``sed_convnext_b_768_fast.json``
 holds ``{"base": "sed_convnext_b_768", "cer_topk": 8}`` instead of a copy of its base. Nested dicts are merged key by
 key (an override changes one entry of ``extra`` without restating the others); lists and scalars are replaced whole.
+A dict holding ``"_delete_": true`` (mmseg's marker) replaces its base's dict whole instead: a ConvNeXt overlay of a
+Swin preset drops the Swin-only ``img_size`` of ``backbone_kwargs`` so.
 Every method package keeps its presets in a ``model_configs/`` folder read through this module.
 """
 
@@ -13,10 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BASE_KEY", "list_config_names", "load_json_config", "merge_overrides"]
+__all__ = ["BASE_KEY", "DELETE_KEY", "list_config_names", "load_json_config", "merge_overrides"]
 
 BASE_KEY = "base"
 """The key naming the config a file overrides (a name in the same folder, without ``.json``)."""
+
+DELETE_KEY = "_delete_"
+"""In an override dict, ``"_delete_": true`` means: replace the base's dict instead of merging into it (mmseg's rule)."""
 
 
 def list_config_names(folder: str | Path) -> list[str]:
@@ -25,14 +30,29 @@ def list_config_names(folder: str | Path) -> list[str]:
 
 
 def merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` applied: dicts merge recursively, anything else is replaced."""
+    """``base`` with ``overrides`` applied: dicts merge recursively (unless marked ``_delete_``), the rest is replaced.
+
+    Raises:
+        ValueError: a ``_delete_`` marker that is not ``true`` / ``false``.
+    """
     out = dict(base)
     for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge_overrides(out[key], value)
+        if isinstance(value, Mapping):
+            start = out.get(key)
+            if _replaces(key, value) or not isinstance(start, Mapping):
+                start = {}
+            # Merging into {} still checks and drops the markers of the dicts nested in a replaced one.
+            out[key] = merge_overrides(start, {k: v for k, v in value.items() if k != DELETE_KEY})
         else:
             out[key] = value
     return out
+
+
+def _replaces(key: str, value: Mapping[str, Any]) -> bool:
+    flag = value.get(DELETE_KEY, False)
+    if not isinstance(flag, bool):
+        raise ValueError(f"{key!r}: {DELETE_KEY!r} must be true or false (replace the base's dict), got {flag!r}")
+    return flag
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -74,6 +94,9 @@ def load_json_config(folder: str | Path, name: str) -> dict[str, Any]:
             raise ValueError(f"config file {str(path)!r}: {BASE_KEY!r} must be a config name, got {current!r}")
         layers.append(data)
     merged: dict[str, Any] = {}
-    for layer in reversed(layers):
-        merged = merge_overrides(merged, layer)
+    for layer_name, layer in zip(reversed(chain), reversed(layers)):
+        try:
+            merged = merge_overrides(merged, layer)
+        except ValueError as err:
+            raise ValueError(f"config file {str(folder / f'{layer_name}.json')!r}: {err}") from err
     return merged

@@ -17,6 +17,7 @@ _EXPORTS = {
     "create_sed": "sed._registry",
     "is_preset": "sed._registry",
     "list_presets": "sed._registry",
+    "get_preset_config": "sed._registry",
     "register_sed": "sed._registry",
     "scatter_probabilities": "sed.cer",
     "select_categories": "sed.cer",

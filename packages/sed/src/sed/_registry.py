@@ -1,4 +1,8 @@
-"""Preset registry (timm's `register_model` / `list_models` / `create_model` pattern)."""
+"""Preset registry: a preset name maps to its config (data); `create_sed(name, ...)` builds the model.
+
+The shape shared by every method package (root README, "Adding a method"): one entry per `model_configs/*.json`
+file, plus `@register_sed` for presets written in Python, whose function returns an `SEDConfig`.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +13,29 @@ from typing import TYPE_CHECKING, Any
 from ovcore.registry import PresetRegistry
 
 if TYPE_CHECKING:
+    from sed.config import SEDConfig
     from sed.model import SED
 
-__all__ = ["register_sed", "register_sed_preset", "list_presets", "create_sed", "is_preset"]
+__all__ = ["register_sed", "register_sed_preset", "list_presets", "get_preset_config", "create_sed", "is_preset"]
+
 
 def _import_presets() -> None:
     # The preset module registers on import; importing it here keeps `sed._registry` importable on its own.
     import sed.presets  # noqa: F401
 
 
-_PRESETS: PresetRegistry[Callable[..., SED]] = PresetRegistry("SED preset", populate=_import_presets)
+_PRESETS: PresetRegistry[Callable[[], SEDConfig]] = PresetRegistry("SED preset", populate=_import_presets)
 register_sed = _PRESETS.register
-"""Decorator: register a preset entry point under its function name (a duplicate name raises ``ValueError``)."""
+"""Decorator: register a preset written in Python, a function taking no arguments and returning an `SEDConfig`, under
+its function name (a duplicate name raises ``ValueError``); `create_sed(name)` then builds it::
+
+    @sed.register_sed
+    def sed_convnext_b_512() -> sed.SEDConfig:
+        '''SED ConvNeXt-B at 512 input (the first docstring line is the preset's description).'''
+        return sed.load_config("sed_convnext_b_768", input_size=512)
+"""
 register_sed_preset = _PRESETS.add
-"""Register a preset entry point under a given name (the JSON configs in ``model_configs/`` are registered so)."""
+"""Register a config function under a given name (each JSON config in ``model_configs/`` is registered so)."""
 
 
 def list_presets(pattern: str = "*") -> list[str]:
@@ -33,6 +46,28 @@ def list_presets(pattern: str = "*") -> list[str]:
 def is_preset(name: str) -> bool:
     """Whether ``name`` is a registered preset."""
     return name in _PRESETS
+
+
+def get_preset_config(name: str, **overrides: Any) -> SEDConfig:
+    """The config of a registered preset, with ``overrides`` applied.
+
+    Its ``name`` is the registered name and its ``description`` the first line of the preset function's docstring
+    (the config's own when the function has none), so a preset made from another keeps its own identity.
+
+    Raises:
+        ValueError: unknown preset (the message lists them) or unknown field.
+    """
+    from sed.config import SEDConfig
+
+    entry = _PRESETS.get(name)
+    cfg = entry()
+    if not isinstance(cfg, SEDConfig):
+        raise ValueError(
+            f"SED preset {name!r} returned {type(cfg).__name__}: a preset function returns an SEDConfig "
+            "(create_sed builds the model from it)"
+        )
+    description = (entry.__doc__ or "").strip().split("\n")[0] or cfg.description
+    return cfg.replace(name=name, description=description).replace(**overrides)
 
 
 def create_sed(
@@ -71,7 +106,9 @@ def create_sed(
         return _create_pretrained(None, name, build, overrides)
     if is_pretrained_source(checkpoint):
         return _create_pretrained(name, checkpoint, build, overrides)
-    return _PRESETS.get(name)(checkpoint=checkpoint, **build, **overrides)
+    from sed.presets import build_sed
+
+    return build_sed(get_preset_config(name, **overrides), checkpoint=checkpoint, **build)
 
 
 def _create_pretrained(
@@ -80,14 +117,14 @@ def _create_pretrained(
     """`create_sed` from the Hub layout: the saved config (or another preset's, when one is named), saved weights."""
     from ovcore.hub import load_pretrained_file
     from ovcore.text import weights_id_of
-    from sed.config import SEDConfig, load_config
+    from sed.config import SEDConfig
     from sed.presets import build_sed
 
     weights, path = load_pretrained_file(source, method="sed")
     if preset is None or preset == weights.preset:
         cfg = SEDConfig().replace(**weights.config).replace(**overrides)
     else:
-        cfg = load_config(preset, **overrides)
+        cfg = get_preset_config(preset, **overrides)
     class_names = build.pop("class_names")
     try:
         model = build_sed(cfg, checkpoint=weights.state_dict, **build)

@@ -276,9 +276,9 @@ def write_hub_folder(state: Mapping[str, torch.Tensor], folder: str | os.PathLik
     One ``hf upload ORG/REPO FOLDER .`` publishes it; ``sed.create_sed("hf-hub:ORG/REPO")`` loads it.
     """
     from ovcore.hub import save_pretrained
-    from sed.config import load_config
+    from sed._registry import get_preset_config
 
-    cfg = load_config(preset)
+    cfg = get_preset_config(preset)
     paper = cfg.extra.get("paper_miou") or None
     note = (
         "These are the figures the SED paper (Xie et al., CVPR 2024) reports for the official checkpoint (mIoU, %), "

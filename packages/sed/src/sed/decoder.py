@@ -351,8 +351,8 @@ class Aggregator(nn.Module):
         ids = torch.arange(t, device=cost.device)
         counts: list[int] = []
         pool = self.pooling
+        guidance = self.project_guidance(features)  # outside the runner: these convs use every intra-op thread
         with ChunkRunner(cost.device, self.workers, self.chunk_elems) as run:
-            guidance = self.project_guidance(features)
             rows = cost.transpose(0, 1)  # (T, P, h, w) view
             if k is None:
                 x, a0 = self._cost_embed(run, rows, with_head=keep_aux)

@@ -75,6 +75,7 @@ class SED(nn.Module):
         # (templates, class name) -> (P, Dt): a class's embeddings depend on its own name only, so a new vocabulary
         # encodes just the names this model has not embedded yet (adding one class encodes one class).
         self._vocab_memory: dict[tuple[tuple[str, ...], str], torch.Tensor] = {}
+        self._vocab_stacks: dict[tuple[tuple[str, ...], tuple[str, ...]], torch.Tensor] = {}
 
     # ------------------------------------------------------------------------------------------- vocabulary
     def resolve_templates(self, templates: str | Sequence[str] | None = None) -> list[str]:
@@ -116,8 +117,11 @@ class SED(nn.Module):
                 )
             for name, emb in zip(missing, new.detach(), strict=True):
                 self._vocab_memory[(key, name)] = emb
-        with torch.inference_mode(False):
-            emb = torch.stack([self._vocab_memory[(key, name)] for name in names])
+        emb = self._vocab_stacks.get((key, tuple(names)))
+        if emb is None or missing:
+            with torch.inference_mode(False):
+                emb = torch.stack([self._vocab_memory[(key, name)] for name in names])
+            self._vocab_stacks = {(key, tuple(names)): emb}  # setting the current vocabulary again is free
         self._set_embeddings(emb, names)
         self._vocab_from_text = True
         return self.text_embeddings
@@ -164,6 +168,7 @@ class SED(nn.Module):
         re-encoded lazily from the loaded weights (the official code computes them from the loaded CLIP too)."""
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
         self._vocab_memory.clear()
+        self._vocab_stacks.clear()
         if self._vocab_from_text:
             self.text_embeddings = self.text_embeddings.new_empty(0, *self.text_embeddings.shape[1:])
         return result

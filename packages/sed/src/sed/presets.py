@@ -1,10 +1,13 @@
-"""Registered SED presets: one entry per `model_configs/<name>.json`, registered when this module is imported."""
+"""Registered SED presets: one entry per `model_configs/<name>.json`, registered when this module is imported.
+
+Each entry returns the file's `SEDConfig`; `build_sed` turns a config into a model (`sed.create_sed` does both).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sed._registry import register_sed_preset
 from sed.config import SEDConfig, list_config_names, load_config
@@ -68,15 +71,9 @@ def build_sed(
     return model
 
 
-def _create(name: str, **kwargs: Any) -> SED:
-    build_keys = ("pretrained_clip", "checkpoint", "device", "class_names")
-    build = {k: kwargs.pop(k) for k in build_keys if k in kwargs}
-    return build_sed(load_config(name, **kwargs), **build)
-
-
-def _preset_entry(name: str) -> Callable[..., SED]:
-    def entry(**kwargs: Any) -> SED:
-        return _create(name, **kwargs)
+def _preset_entry(name: str) -> Callable[[], SEDConfig]:
+    def entry() -> SEDConfig:
+        return load_config(name)
 
     entry.__name__ = entry.__qualname__ = name
     entry.__doc__ = load_config(name).description
@@ -84,6 +81,6 @@ def _preset_entry(name: str) -> Callable[..., SED]:
 
 
 # One preset per JSON file in model_configs/ (open_clip's rescan of its config folder): adding a preset is adding a
-# file, and a `_fast` variant is a two-line overlay of its base.
+# file, and a `_fast` variant is a two-line overlay of its base. The entry only reads the file: configs are data.
 for _name in list_config_names():
     register_sed_preset(_name, _preset_entry(_name))

@@ -97,8 +97,8 @@ class TrainRecipe:
 
 RECIPES: dict[str, TrainRecipe] = {
     # mmseg's swin-base UPerNet config: AdamW lr 6e-5, betas (0.9, 0.999), weight decay 0.01 (none on norm layers,
-    # absolute_pos_embed, relative_position_bias_table: the model's param_groups), LinearLR from 1e-6 over 1500
-    # iterations, then PolyLR power 1.0 to 0.
+    # absolute_pos_embed, relative_position_bias_table: OptimConfig rules from CLIPZSS.default_optim), LinearLR from
+    # 1e-6 over 1500 iterations, then PolyLR power 1.0 to 0.
     "mmseg": TrainRecipe(
         "mmseg Swin-B UPerNet: AdamW 6e-5, wd 0.01, warm-up 1500 + poly 1.0",
         OptimConfig(lr=6e-5, weight_decay=0.01, betas=(0.9, 0.999)),
@@ -512,6 +512,17 @@ def _evaluate_fn(cfg: ClipZSSTrainConfig, val_set: Any) -> Callable[[Any, int], 
     return run_eval
 
 
+def _visualize_fn(cfg: ClipZSSTrainConfig, val_set: Any) -> Callable[[Any, int], list[Any]]:
+    """Four validation overlays (prediction above ground truth) for TensorBoard after each evaluation."""
+    from ovcore.benchmarks import get_benchmark
+    from ovcore.data import dataset_info, get_class_names
+    from ovcore.train.tensorboard import validation_overlays
+
+    bench = get_benchmark(cfg.benchmark)
+    return validation_overlays(val_set, get_class_names(bench.dataset),
+                               ignore_index=dataset_info(bench.dataset).ignore_index)
+
+
 def _method_recipe(cfg: ClipZSSTrainConfig, train_transform: Any, val_transform: Any) -> dict[str, Any]:
     """CLIP-ZSS's sections of the effective recipe (the engine adds optimizer, schedule and batch)."""
     from ovcore.train import describe_transform
@@ -599,6 +610,7 @@ def run(cfg: ClipZSSTrainConfig) -> Any:
         factory,
         train_set,
         evaluate_fn=_evaluate_fn(cfg, val_set),
+        visualize_fn=_visualize_fn(cfg, val_set),
         collate_fn=collate_samples,
         step_callback=on_step,
         recipe=_method_recipe(cfg, *transforms),

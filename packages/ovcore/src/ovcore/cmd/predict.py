@@ -7,16 +7,20 @@ For every image under INPUTS (folders searched recursively) it writes ``<name>_l
 PNG, 16-bit PNG above 256 classes) and ``<name>_overlay.png`` (colours, boundaries and a legend of the classes
 present), where ``<name>`` is the path below the input folder with ``/`` replaced by ``__``; plus
 ``vocabulary.json`` (id -> name) and ``predictions.json`` (per image: files, classes present, the method's
-statistics, milliseconds). Inputs, vocabulary and output folder are checked before the model is built.
+statistics, milliseconds). Opt-in outputs for other tools (``ovcore.cmd.outputs``): ``--save-probs npz|png``
+(class probabilities per image) and ``--rle-json PATH`` (COCO-style RLE of every label map, one file). Everything
+is written batch by batch and only small per-image records are kept, so memory stays flat over any number of
+images. Inputs, vocabulary and output folders are checked before the model is built.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import tyro
 
@@ -55,6 +59,16 @@ class PredictOptions(ModelOptions, OutputOptions):
     progress: bool = True
     """Show a progress bar."""
 
+    save_probs: Literal["none", "npz", "png"] = "none"
+    """Also write the class probabilities of every image: npz = <name>_probs.npz (float16 'probs' (T, H, W) and
+    'class_names'); png = a folder <name>_probs/ with one 8-bit PNG per class (probability x 255), named
+    <index>_<class>.png. Large: T x H x W values per image."""
+
+    rle_json: str | None = None
+    """Also write every label map as COCO-style RLE into this one JSON file (relative to the current folder): a
+    record per image and class present with 'segmentation' {'size': [H, W], 'counts': compressed RLE string, as
+    pycocotools writes it}, 'category_id', 'category_name' and 'area', plus a 'categories' list."""
+
     def validate(self) -> None:
         """Check the numeric options; the messages name the flags."""
         check_min("--batch-size", self.batch_size, 1)
@@ -87,16 +101,23 @@ def _record(path: Path, stem: str, labels: Any, names: list[str], stats: dict[st
 def predict_images(loaded: LoadedModel, paths: Sequence[Path], stems: Sequence[str], names: Sequence[str],
                    output_dir: str | Path, *, device: Any = "cpu", batch_size: int = 1, alpha: float = 0.6,
                    overlay_min_side: int = 256, overlays: bool = True, progress: bool = False,
-                   title: str | None = "prediction") -> list[dict[str, Any]]:
+                   title: str | None = "prediction", save_probs: str = "none",
+                   rle: Any = None) -> list[dict[str, Any]]:
     """Predict every image and write its label map (and overlay); the code path of every ``predict`` command.
 
+    Args:
+        save_probs: ``"none"``, ``"npz"`` or ``"png"`` (``ovcore.cmd.outputs.save_probs``).
+        rle: An ``ovcore.cmd.outputs.RleJsonWriter`` receiving every label map, or None.
+
     Returns:
-        One record per image: input, output files, size, classes present (largest first), statistics, ms.
+        One record per image: input, output files, size, classes present (largest first), statistics, ms. Only
+        these small records outlive their batch (images, probabilities and label maps do not).
     """
     import torch
 
     from ovcore.cmd.images import batched
     from ovcore.cmd.images import progress as with_progress
+    from ovcore.cmd.outputs import save_probs as write_probs
     from ovcore.data.io import read_image
 
     from ovcore.vis import render_overlay, save_label_png
@@ -116,9 +137,14 @@ def predict_images(loaded: LoadedModel, paths: Sequence[Path], stems: Sequence[s
             pred = as_prediction(loaded.model.predict(tensor, **loaded.predict_options), names)
             labels = pred.labels.cpu().numpy()
             ms = 1000.0 * (time.perf_counter() - t0) / len(run)
+            probs = pred.probs.float().cpu().numpy() if save_probs != "none" else None
             for j, i in enumerate(run):
                 path, stem = batch[i]
                 files = {"labels": str(save_label_png(out / f"{stem}_labels.png", labels[j], names))}
+                if probs is not None:
+                    files["probs"] = write_probs(out, stem, probs[j], names, save_probs)
+                if rle is not None:
+                    rle.add(stem, labels[j])
                 if overlays:
                     rgb = images[i].permute(1, 2, 0).numpy()
                     overlay = render_overlay(rgb, labels[j], names, alpha=alpha, min_side=overlay_min_side,
@@ -128,6 +154,17 @@ def predict_images(loaded: LoadedModel, paths: Sequence[Path], stems: Sequence[s
                 stats = pred.stats[j] if j < len(pred.stats) else {}
                 records.append(_record(path, stem, labels[j], names, stats, ms, files))
     return records
+
+
+def _rle_path(options: PredictOptions) -> Path | None:
+    """``--rle-json`` checked before the model is built: not a folder, and its folder writable."""
+    if options.rle_json is None:
+        return None
+    path = Path(options.rle_json).expanduser()
+    if path.is_dir():
+        raise ValueError(f"--rle-json {path} is a folder; give a file path such as {path / 'labels_rle.json'}")
+    check_output_dir(path.parent, "--rle-json")
+    return path
 
 
 def _vocabulary(options: PredictOptions) -> list[str] | None:
@@ -159,6 +196,7 @@ def run_predict(method: Any, options: PredictOptions, *, load: Loader | None = N
     names = _vocabulary(options)  # bad input is reported before anything heavy is built
     paths = collect_images(options.inputs)
     out = check_output_dir(options.output_dir or f"runs/{prog.replace('-', '_')}", "--output-dir")
+    rle_path = _rle_path(options)
     device = resolve_device(options.device)
     loaded = load(options, device) if load is not None else load_with_method(method, options, device)
     if names is None:
@@ -166,15 +204,23 @@ def run_predict(method: Any, options: PredictOptions, *, load: Loader | None = N
         if not names:
             raise ValueError("--vocabulary: the model has no vocabulary of its own; give --vocabulary")
     say(f"{prog}: {len(paths)} image(s), {len(names)} classes, {loaded.weights}")
-    records = predict_images(
-        loaded, paths, output_stems(paths, options.inputs), names, out, device=device,
-        batch_size=options.batch_size, alpha=options.alpha, overlay_min_side=options.overlay_min_side,
-        overlays=options.overlays, progress=options.progress,
-    )
+    with contextlib.ExitStack() as stack:
+        rle = None
+        if rle_path is not None:
+            from ovcore.cmd.outputs import RleJsonWriter
+
+            rle = stack.enter_context(RleJsonWriter(rle_path, names, {"method": name, "weights": loaded.weights}))
+        records = predict_images(
+            loaded, paths, output_stems(paths, options.inputs), names, out, device=device,
+            batch_size=options.batch_size, alpha=options.alpha, overlay_min_side=options.overlay_min_side,
+            overlays=options.overlays, progress=options.progress, save_probs=options.save_probs, rle=rle,
+        )
     write_json(out / "vocabulary.json", {"classes": names, "label_png": "pixel value = index into classes"})
     write_json(out / "predictions.json", {"method": name, "weights": loaded.weights, **loaded.info,
                                           "num_classes": len(names), "images": records})
     for r in records:
         say(f"  {r['image']} ({r['ms']:.0f} ms): {r['summary']}")
     say(f"label maps, overlays, vocabulary.json and predictions.json are in {out.resolve()}")
+    if rle_path is not None:
+        say(f"COCO-style RLE of the label maps: {rle_path.resolve()}")
     return records

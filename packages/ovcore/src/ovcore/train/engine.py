@@ -46,6 +46,7 @@ from .distributed import (
 from .optim import build_optimizer
 from .recipe import effective_recipe, format_recipe
 from .schedule import build_scheduler
+from .tensorboard import VisualizeFn, log_eval, log_images, open_writer
 
 logger = logging.getLogger(__name__)
 
@@ -196,8 +197,10 @@ class _Trainer:
         collate_fn: Callable[[list[Any]], Any] | None,
         step_callback: StepCallback | None,
         recipe: Mapping[str, Any] | None = None,
+        visualize_fn: VisualizeFn | None = None,
     ):
         self.cfg, self.info = cfg, info
+        self.visualize_fn = visualize_fn
         self.method_recipe = dict(recipe or {})
         self.micro_batch = _validate(cfg, info.world_size, info.device)
         self.evaluate_fn, self.step_callback = evaluate_fn, step_callback
@@ -359,7 +362,7 @@ class _Trainer:
     def _evaluate(self, iteration: int) -> dict[str, Any] | None:
         if self.evaluate_fn is None:
             return None
-        results = None
+        results, images = None, []
         # Evaluation must not perturb the training RNG streams, or a resumed run (which skips this evaluation)
         # would diverge from an uninterrupted one.
         rng = capture_rng_state()
@@ -367,16 +370,28 @@ class _Trainer:
             self.model.eval()
             with torch.no_grad():
                 results = dict(self.evaluate_fn(self.model, iteration))
+                images = self._visualize(iteration)
             self.model.train()
         restore_rng_state(rng)
         if self.info.is_main and results is not None:
             write_json(self.out / "eval" / f"iter_{iteration:07d}.json", {"iteration": iteration, **results})
             if self.writer is not None:
-                for k, v in results.items():
-                    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                        self.writer.add_scalar(f"eval/{k}", v, iteration)
+                log_eval(self.writer, results, iteration)
+                log_images(self.writer, images, iteration)
+                self.writer.flush()  # evaluations are rare: make them visible in a running TensorBoard at once
         barrier()
         return results
+
+    def _visualize(self, iteration: int) -> list[Any]:
+        """The validation overlays of ``visualize_fn`` (rank 0, only when TensorBoard is on); a drawing failure is
+        logged and skipped so that it never stops a training run."""
+        if self.visualize_fn is None or not self.info.is_main or self.writer is None:
+            return []
+        try:
+            return list(self.visualize_fn(self.model, iteration))
+        except Exception:  # noqa: BLE001 (pictures are a convenience; the run and its metrics matter more)
+            logger.exception("validation overlays failed at iteration %d; training goes on", iteration)
+            return []
 
     # ------------------------------------------------------------------------------------------------------ loop
     def _forward_backward(self, batch: Any, sync: bool) -> dict[str, torch.Tensor]:
@@ -462,9 +477,7 @@ class _Trainer:
             else:
                 (self.out / "metrics.jsonl").unlink(missing_ok=True)
             if cfg.tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.start_iter + 1)
+                self.writer = open_writer(self.out / "tensorboard", purge_step=self.start_iter + 1)
             self.bar = tqdm(
                 total=cfg.max_iters, initial=self.start_iter, disable=not cfg.progress, desc="train", dynamic_ncols=True
             )
@@ -539,6 +552,7 @@ def train(
     collate_fn: Callable[[list[Any]], Any] | None = None,
     step_callback: StepCallback | None = None,
     recipe: Mapping[str, Any] | None = None,
+    visualize_fn: VisualizeFn | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` for ``cfg.max_iters`` optimizer steps, single-process or under torchrun.
 
@@ -551,12 +565,16 @@ def train(
         dataset: Map-style dataset (or factory) of samples; micro-batches are collated with ``collate_fn`` and moved
             to the device (tensors inside dicts / lists included).
         evaluate_fn: ``evaluate_fn(model, iteration) -> dict`` run every ``cfg.eval_every`` iterations and at the end;
-            its result is written to ``output_dir/eval/iter_XXXXXXX.json`` and its numbers to TensorBoard.
+            its result is written to ``output_dir/eval/iter_XXXXXXX.json`` and its numbers to TensorBoard
+            (``eval/<key>``; its ``per_class_IoU`` as ``val/iou/<class>``, ``ovcore.train.tensorboard``).
         collate_fn: DataLoader collate function (default: torch's ``default_collate``).
         step_callback: Called as ``step_callback(iteration, losses)`` after every step (hooks, tests).
         recipe: The method's sections of the effective recipe (e.g. ``{"augmentation": describe_transform(t)}``);
             the engine adds the training, optimizer and schedule sections, logs the whole recipe at the start and
             saves it in ``config.json`` under ``"effective_recipe"`` (``ovcore.train.recipe``).
+        visualize_fn: ``visualize_fn(model, iteration) -> images`` called after each evaluation on rank 0 when
+            TensorBoard is on; the images go to ``val/overlay/<i>`` (e.g.
+            ``ovcore.train.tensorboard.validation_overlays``).
 
     Returns:
         A :class:`TrainResult`.
@@ -564,6 +582,7 @@ def train(
     info = init_distributed(cfg.device, cfg.dist_backend, cfg.dist_timeout_min)
     try:
         with _torch_settings(cfg, info.device):
-            return _Trainer(cfg, info, model, dataset, evaluate_fn, collate_fn, step_callback, recipe).run()
+            return _Trainer(cfg, info, model, dataset, evaluate_fn, collate_fn, step_callback, recipe,
+                            visualize_fn).run()
     finally:
         cleanup(info)

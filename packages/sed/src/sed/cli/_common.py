@@ -24,6 +24,8 @@ __all__ = [
     "evaluate_model",
     "load_model",
     "load_sed",
+    "loaded_sed",
+    "model_from_options",
     "read_weights",
     "set_inference_options",
 ]
@@ -216,13 +218,29 @@ def load_sed(options: SEDModelOptions, device: Any) -> Any:
     Returns:
         An ``ovcore.cmd.model.LoadedModel`` whose predict calls use the CER k in force (results ``_cer<k>``).
     """
-    from ovcore.cmd.model import LoadedModel
+    return loaded_sed(*model_from_options(options, device), options)
 
-    model, what = load_model(
+
+def model_from_options(options: SEDModelOptions, device: Any) -> tuple[Any, str]:
+    """:func:`load_model` with the weight options of a command: ``(model in eval mode, description)``."""
+    return load_model(
         preset=options.preset, checkpoint=options.checkpoint, official_checkpoint=options.official_checkpoint,
         pretrained_clip=options.pretrained_clip, random_weights=options.random_weights, device=device,
         text_cache_dir=options.text_cache_dir,
     )
+
+
+def loaded_sed(model: Any, what: str, options: SEDModelOptions) -> Any:
+    """A built SED model with the inference options of ``options`` applied, as an ``ovcore.cmd.model.LoadedModel``
+    (``sed-eval --topk 1 2 4 8`` calls it once per k on the same model).
+
+    Args:
+        model: The model of :func:`load_model`.
+        what: :func:`load_model`'s description of the weights.
+        options: ``topk``, ``pooling`` and ``test_short_side`` are read.
+    """
+    from ovcore.cmd.model import LoadedModel
+
     topk = set_inference_options(model, topk=options.topk, pooling=options.pooling,
                                  test_short_side=options.test_short_side)
     cer = f"CER top-{topk}" if topk else "CER off"

@@ -188,7 +188,7 @@ def _run(cfg: DemoConfig) -> dict[str, Any]:
     say(f"  {HONESTY}")
     say("=" * 100)
 
-    size = sed.load_config(cfg.preset).input_size
+    size = sed.get_preset_config(cfg.preset).input_size
     train_tf = SEDTrainTransform(tcfg.short_edge, tcfg.max_size, tcfg.crop_size, color_aug=tcfg.color_aug,
                                  flip_prob=tcfg.flip_prob)
     # Scenes are drawn at twice the network size (legible overlays); the training copies are drawn and resized once

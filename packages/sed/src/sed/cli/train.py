@@ -120,9 +120,9 @@ class SEDTrainConfig(TrainConfig):
 
 def paper_recipe(preset: str) -> SEDTrainConfig:
     """The official configuration (``configs/convnextB_768.yaml``) for a preset with pretrained CLIP weights."""
-    from sed.config import load_config
+    from sed._registry import get_preset_config
 
-    mcfg = load_config(preset)
+    mcfg = get_preset_config(preset)
     return SEDTrainConfig(
         output_dir=f"runs/{preset}",
         model=preset,
@@ -152,9 +152,9 @@ def demo_recipe(preset: str = "sed_tiny") -> SEDTrainConfig:
     too, so it gets the full learning rate (multiplier 1) and a higher base rate; scenes are used at the network's
     input size and without colour augmentation, because the demo classes are defined by colour.
     """
-    from sed.config import load_config
+    from sed._registry import get_preset_config
 
-    mcfg = load_config(preset)
+    mcfg = get_preset_config(preset)
     size = mcfg.input_size
     return SEDTrainConfig(
         output_dir=f"runs/{preset}",
@@ -183,13 +183,13 @@ def train_presets(recipe: str | None = None) -> dict[str, tuple[str, SEDTrainCon
     """``--preset`` choices: one per registered SED preset (configs as data, built from ``model_configs``), each
     with ``recipe`` ('paper' or 'demo'; default: 'paper' for pretrained-CLIP presets, 'demo' for the others)."""
     import sed
-    from sed.config import load_config
+    from sed._registry import get_preset_config
 
     if recipe is not None and recipe not in RECIPES:
         raise ValueError(f"--recipe: unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
     presets: dict[str, tuple[str, SEDTrainConfig]] = {}
     for name in sed.list_presets():
-        chosen = recipe or ("paper" if load_config(name).clip_pretrained is not None else "demo")
+        chosen = recipe or ("paper" if get_preset_config(name).clip_pretrained is not None else "demo")
         if chosen == "paper":
             presets[name] = ("paper recipe", paper_recipe(name))
         else:
@@ -197,11 +197,12 @@ def train_presets(recipe: str | None = None) -> dict[str, tuple[str, SEDTrainCon
     return presets
 
 
-def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any]:
-    """The model factory, the training set and the evaluation function of a config (checked before training).
+def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any, Any]:
+    """The model factory, the training set and the evaluation functions of a config (checked before training).
 
     Returns:
-        ``(model_factory, train_dataset, evaluate_fn or None)``.
+        ``(model_factory, train_dataset, evaluate_fn or None, visualize_fn or None)``: ``visualize_fn`` draws four
+        validation overlays for TensorBoard after each evaluation (``ovcore.train.tensorboard``).
 
     Raises:
         ValueError / FileNotFoundError: unknown preset or dataset, missing files.
@@ -244,11 +245,11 @@ def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any]:
         model.decoder.pooling_eval = cfg.eval_pooling
         return model
 
-    evaluate_fn = None
+    evaluate_fn = visualize_fn = None
     if cfg.eval_every > 0 or cfg.eval_at_end:
         bench = eval_target(cfg.eval_dataset or cfg.dataset, "--eval-dataset")
         protocol = bench.protocol()
-        eval_set = build_split(bench.dataset, cfg.data_root, cfg.eval_split, eval_transform(sed.load_config(cfg.model)),
+        eval_set = build_split(bench.dataset, cfg.data_root, cfg.eval_split, eval_transform(sed.get_preset_config(cfg.model)),
                                memory_fallback=fallback)
         eval_set = first_images(eval_set, cfg.eval_max_images, "--eval-max-images")
 
@@ -259,7 +260,12 @@ def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any]:
             say(f"[iter {iteration}] {bench.title} mIoU {results['mIoU']:.2f}  pAcc {results['pAcc']:.2f}  "
                 f"({results['num_images']} images, {cell(results['ms_per_image'], 0)} ms/img)")
             return results
-    return make_model, train_set, evaluate_fn
+
+        from ovcore.train.tensorboard import validation_overlays
+
+        visualize_fn = validation_overlays(eval_set, protocol.vocabulary, predict_options={"k": cfg.eval_topk},
+                                           ignore_index=protocol.ignore_index)
+    return make_model, train_set, evaluate_fn, visualize_fn
 
 
 def _method_recipe(cfg: SEDTrainConfig, train_set: Any) -> dict[str, Any]:
@@ -288,9 +294,9 @@ def run(cfg: SEDTrainConfig) -> Any:
     cfg.validate()
     check_output_dir(cfg.output_dir, "--output-dir")
     require_file(cfg.resume_from, "--resume-from")
-    make_model, train_set, evaluate_fn = build_training(cfg)
+    make_model, train_set, evaluate_fn, visualize_fn = build_training(cfg)
     result = train(cfg, make_model, train_set, evaluate_fn=evaluate_fn, collate_fn=collate_samples,
-                   recipe=_method_recipe(cfg, train_set))
+                   recipe=_method_recipe(cfg, train_set), visualize_fn=visualize_fn)
     if result.is_main:
         out = Path(cfg.output_dir)
         say(f"sed-train: {result.iteration} iterations done; run folder {out.resolve()}")

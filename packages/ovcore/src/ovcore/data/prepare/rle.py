@@ -1,14 +1,15 @@
 """COCO run-length encoding (the compressed string format of pycocotools ``maskApi.c``), in numpy.
 
-The PASCAL-in-Detail annotation file ``trainval_merged.json`` stores its segmentation masks this way; pycocotools
-is not a dependency, so the small codec is reimplemented here.
+The PASCAL-in-Detail annotation file ``trainval_merged.json`` stores its segmentation masks this way, and the
+``predict`` commands' ``--rle-json`` writes label maps this way so that COCO tools read them; pycocotools is not a
+dependency, so the small codec is reimplemented here.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["rle_decode", "rle_encode", "counts_from_string", "counts_to_string"]
+__all__ = ["rle_decode", "rle_encode", "counts_from_string", "counts_to_string", "label_map_rles"]
 
 
 def counts_from_string(s: str | bytes) -> list[int]:
@@ -75,3 +76,33 @@ def rle_encode(mask: np.ndarray) -> dict:
     if flat.size and flat[0]:
         counts = [0, *counts]
     return {"size": [h, w], "counts": counts_to_string(counts)}
+
+
+def label_map_rles(labels: np.ndarray) -> list[tuple[int, dict, int]]:
+    """Every class present in a label map as ``(class id, compressed RLE, pixel count)``, by class id.
+
+    One pass over the map finds its runs (column-major, like :func:`rle_encode`), so a map with many classes costs
+    no more than one with a few; each class's RLE equals ``rle_encode(labels == class_id)``.
+
+    Raises:
+        ValueError: ``labels`` is not 2-D.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"a label map must be 2-D (H, W), got shape {labels.shape}")
+    h, w = labels.shape
+    flat = labels.T.reshape(-1)
+    if flat.size == 0:
+        return []
+    starts = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1])
+    ends = np.append(starts[1:], flat.size)
+    values = flat[starts]
+    out = []
+    for class_id in np.unique(values):
+        s, e = starts[values == class_id], ends[values == class_id]
+        gaps = s - np.concatenate([[0], e[:-1]])  # background before each run (only the first can be 0)
+        counts = np.stack([gaps, e - s], 1).reshape(-1).tolist()
+        if e[-1] < flat.size:
+            counts.append(int(flat.size - e[-1]))
+        out.append((int(class_id), {"size": [h, w], "counts": counts_to_string(counts)}, int((e - s).sum())))
+    return out
