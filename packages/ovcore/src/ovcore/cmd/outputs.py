@@ -44,7 +44,8 @@ def save_probs(out_dir: Path, stem: str, probs: np.ndarray, names: list[str], fm
         raise ValueError(f"probabilities must be ({len(names)}, H, W) for {len(names)} classes, got {probs.shape}")
     if fmt == "npz":
         path = out_dir / f"{stem}_probs.npz"
-        np.savez_compressed(path, probs=probs.astype(np.float16), class_names=np.array(names))
+        # Uncompressed: float16 probabilities barely compress, and zlib would dominate the time per image.
+        np.savez(path, probs=probs.astype(np.float16), class_names=np.array(names))
         return str(path)
     if fmt == "png":
         return str(_save_prob_pngs(out_dir / f"{stem}_probs", probs, names))

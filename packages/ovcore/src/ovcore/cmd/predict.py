@@ -64,7 +64,7 @@ class PredictOptions(ModelOptions, OutputOptions):
     'class_names'); png = a folder <name>_probs/ with one 8-bit PNG per class (probability x 255), named
     <index>_<class>.png. Large: T x H x W values per image."""
 
-    rle_json: str | None = None
+    rle_json: Annotated[str | None, tyro.conf.arg(metavar="PATH")] = None
     """Also write every label map as COCO-style RLE into this one JSON file (relative to the current folder): a
     record per image and class present with 'segmentation' {'size': [H, W], 'counts': compressed RLE string, as
     pycocotools writes it}, 'category_id', 'category_name' and 'area', plus a 'categories' list."""

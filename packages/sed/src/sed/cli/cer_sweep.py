@@ -92,6 +92,14 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def _merged_labels(points: Sequence[tuple[float, float, str]]) -> dict[tuple[float, float], str]:
+    """One label per distinct point: k's that land on the same spot (e.g. k=8 and off with 8 classes) share it."""
+    out: dict[tuple[float, float], str] = {}
+    for x, y, label in points:
+        out[(x, y)] = f"{out[(x, y)]}, {label}" if (x, y) in out else label
+    return out
+
+
 def _panel(ax: Any, rows: Sequence[Mapping[str, Any]], x_key: str, xlabel: str) -> None:
     """One panel: a line per benchmark through its k's in increasing order (the plain decoder last), each point
     labelled by its k."""
@@ -100,13 +108,14 @@ def _panel(ax: Any, rows: Sequence[Mapping[str, Any]], x_key: str, xlabel: str) 
         points = [(r[x_key], r["mIoU"], r["label"]) for r in mine if _finite(r[x_key]) and _finite(r["mIoU"])]
         if not points:
             continue
-        xs, ys, labels = zip(*points, strict=True)
+        xs, ys, _ = zip(*points, strict=True)
         ax.plot(xs, ys, marker="o", label=bench)
-        for x, y, label in points:
+        for (x, y), label in _merged_labels(points).items():
             ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     xs = [r[x_key] for r in rows if _finite(r[x_key]) and r[x_key] > 0]
     if xs and max(xs) / min(xs) > 20:  # e.g. k = 1 .. 8 beside a plain decoder keeping all 150 classes
         ax.set_xscale("log")
+    ax.margins(x=0.1)  # room for the labels of the outermost points
     ax.set_xlabel(xlabel)
     ax.set_ylabel("mIoU (%)")
     ax.grid(alpha=0.3)

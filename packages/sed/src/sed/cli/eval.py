@@ -51,10 +51,12 @@ class EvalConfig(SEDModelOptions, EvalOptions):
         tuple[str, ...],
         tyro.conf.arg(
             name="topk",
+            metavar="K [K ...]",
             help="Category early rejection: keep the top-k classes per pixel (SED-fast, eval.sh's fast version: 8); "
             "0 or 'none' turns it off; default the preset's (off; 8 for the _fast presets). Several values (e.g. "
             "--topk 1 2 4 8 none) sweep the speed / accuracy trade-off on the same images: a table, cer_sweep.json "
             "and cer_sweep.png in --output-dir.",
+            help_behavior_hint="(default: the preset's)",
         ),
     ] = ()
 
