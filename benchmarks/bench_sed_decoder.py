@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import official_sed  # tests/sed, on sys.path via the root config
 import pytest
 import torch
 import torch.nn.functional as F
-import official_sed  # tests/sed, on sys.path via the root config
 from official_sed import official_fast_forward, official_final
 
 import sed

@@ -6,16 +6,15 @@ with the paper's figures in the card."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from hub_cache import offline_hub_cache, put_in_cache
 
 from ovcore.method import create_model
 
-REV = "fedcba9876543210fedcba9876543210fedcba98"
 NAMES = ["sky", "grass", "purple hexagon"]
 
 
@@ -29,19 +28,8 @@ def _one_thread():
 
 
 @pytest.fixture
-def hub_cache(tmp_path, monkeypatch) -> Path:
-    cache = tmp_path / "hf-cache"
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return cache
-
-
-def put_in_cache(folder: Path, cache: Path, repo_id: str) -> None:
-    """Lay a saved folder out as huggingface_hub keeps a downloaded repository: refs/main -> snapshots/<rev>."""
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    shutil.copytree(folder, repo / "snapshots" / REV)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(REV)
+def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return offline_hub_cache(tmp_path, monkeypatch)
 
 
 def images(h: int = 64, w: int = 64) -> torch.Tensor:

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import json
 import pickle
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from hub_cache import REV, offline_hub_cache, put_in_cache
 from torch import nn
 
 from ovcore import hub
 from ovcore import method as ovmethod
-
-REV = "0123456789abcdef0123456789abcdef01234567"
 
 
 class Toy(nn.Module):
@@ -55,23 +53,8 @@ def toy_method(monkeypatch):
 
 
 @pytest.fixture
-def hub_cache(tmp_path, monkeypatch) -> Path:
-    cache = tmp_path / "hf-cache"
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return cache
-
-
-def put_in_cache(folder: Path, cache: Path, repo_id: str, revision: str = REV) -> Path:
-    """Lay a pretrained folder out as huggingface_hub keeps a downloaded repository (refs/main -> snapshot)."""
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo / "snapshots" / revision
-    snapshot.mkdir(parents=True)
-    for f in folder.iterdir():
-        shutil.copy(f, snapshot / f.name)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(revision)
-    return snapshot
+def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return offline_hub_cache(tmp_path, monkeypatch)
 
 
 def _saved_toy(tmp_path: Path, **kwargs: Any) -> tuple[Toy, Path]:

@@ -7,52 +7,19 @@ that the marker was never created.
 from __future__ import annotations
 
 import io
-import os
 import pickle
-import shlex
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.testing
 import pytest
 import torch
+from pickle_gadgets import GADGET_NAMES, NUMPY_EXEC, gadgets
 
 from ovcore.safe_load import load_pickle_file, load_torch_file, numpy_allowlist, pickle_globals
 
-# numpy callables that execute a string or call another object; an allowlist of "anything under numpy" admits them.
-_NUMPY_EXEC = numpy.testing._private.utils.runstring  # exec(astr, dict)
-_NUMPY_CALL = numpy.testing.assert_no_warnings  # func(*args)
-
-
-def _write_code(marker: Path) -> str:
-    return f"__import__('pathlib').Path({str(marker)!r}).write_text('pwned')"
-
-
-class _Gadget:
-    """Pickles as ``func(*args)``; unpickling it creates the marker file."""
-
-    def __init__(self, func: Any, *args: Any) -> None:
-        self.func, self.args = func, args
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return self.func, self.args
-
-
-def _gadgets(marker: Path) -> dict[str, Any]:
-    code = _write_code(marker)
-    return {
-        "os.system": _Gadget(os.system, f"echo pwned > {shlex.quote(str(marker))}"),
-        "builtins.eval": _Gadget(eval, code),
-        "builtins.exec": _Gadget(exec, code),
-        "builtins.getattr": _Gadget(marker.touch),  # a bound method pickles as getattr(obj, name)
-        "numpy exec": _Gadget(_NUMPY_EXEC, code, {}),
-        "numpy call": _Gadget(_NUMPY_CALL, _NUMPY_EXEC, code, {}),
-    }
-
-
-GADGETS = list(_gadgets(Path("unused")))
+GADGETS = GADGET_NAMES
 
 
 def _legit_looking(gadget: Any) -> dict[str, Any]:
@@ -73,7 +40,7 @@ def marker(tmp_path: Path) -> Path:
 
 
 def _gadget(marker: Path, name: str) -> Any:
-    return _gadgets(marker)[name]
+    return gadgets(marker)[name]
 
 
 def test_gadgets_really_run_when_unpickled(tmp_path: Path, marker: Path) -> None:
@@ -99,7 +66,7 @@ def test_torch_file_refuses_even_when_torch_allowlist_was_widened(tmp_path: Path
     # Another library may call torch.serialization.add_safe_globals; the archive scan does not trust that list.
     path = tmp_path / "ckpt.pt"
     torch.save(_legit_looking(_gadget(marker, "numpy exec")), path)
-    with torch.serialization.safe_globals([_NUMPY_EXEC]), pytest.raises(ValueError, match="runstring") as info:
+    with torch.serialization.safe_globals([NUMPY_EXEC]), pytest.raises(ValueError, match="runstring") as info:
         load_torch_file(path)
     _assert_refused(info, path, marker)
 

@@ -7,6 +7,8 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from fake_text import DIM as D
+from fake_text import FakeTextModel, FakeTokenizer
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
@@ -21,38 +23,6 @@ from ovcore.text import (
     split_synonyms,
     weights_id_of,
 )
-
-D = 8
-
-
-class FakeTokenizer:
-    """Maps every distinct prompt to its own id, so the fake encoder can look prompts up."""
-
-    def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
-
-    def __call__(self, prompts: list[str]) -> torch.Tensor:
-        return torch.tensor([[self.ids.setdefault(p, len(self.ids))] for p in prompts], dtype=torch.long)
-
-
-class FakeTextModel(nn.Module):
-    """``encode_text`` returns a fixed random vector per prompt id with a non-unit norm; counts calls and prompts."""
-
-    def __init__(self, dim: int = D) -> None:
-        super().__init__()
-        self.table = nn.Parameter(torch.randn(512, dim, generator=torch.Generator().manual_seed(1)))
-        self.calls = 0
-        self.prompts = 0
-
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        self.prompts += tokens.shape[0]
-        ids = tokens[:, 0]
-        return self.table[ids] * (1.0 + ids[:, None] % 5)
-
-    def embed(self, tokenizer: FakeTokenizer, prompt: str) -> torch.Tensor:
-        return self.encode_text(tokenizer([prompt]))[0].detach()
-
 
 # --- templates -------------------------------------------------------------------------------------------------------
 

@@ -6,36 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from fake_text import DIM as D
+from fake_text import FakeTextModel, FakeTokenizer
 
 from ovcore.text import VocabularyCache, cached_encode_vocabulary, encode_vocabulary, get_templates
 from ovcore.text._fast import encode_text, supports_truncation
 
-D = 8
 TEMPLATES = ["a {}", "the {}", "a photo of a {}"]
-
-
-class Tokenizer:
-    """One id per distinct prompt, so the fake model can look prompts up."""
-
-    def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
-
-    def __call__(self, prompts: list[str]) -> torch.Tensor:
-        return torch.tensor([[self.ids.setdefault(p, len(self.ids))] for p in prompts], dtype=torch.long)
-
-
-class CountingTextModel(nn.Module):
-    """A fixed vector per prompt; counts the prompts it encodes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.table = nn.Parameter(torch.randn(256, D, generator=torch.Generator().manual_seed(0)))
-        self.prompts = 0
-
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        self.prompts += tokens.shape[0]
-        return self.table[tokens[:, 0]]
 
 
 def _cached(model, tokenizer, cache_dir, names):
@@ -45,7 +22,7 @@ def _cached(model, tokenizer, cache_dir, names):
 
 
 def test_adding_one_class_encodes_one_class(tmp_path) -> None:
-    model, tok = CountingTextModel(), Tokenizer()
+    model, tok = FakeTextModel(rows=256, seed=0, scaled=False), FakeTokenizer()
     first = _cached(model, tok, tmp_path, ["cat", "dog, puppy", "sky"])
     assert model.prompts == len(TEMPLATES) * 4  # "dog, puppy" has two synonyms
     model.prompts = 0
@@ -56,7 +33,7 @@ def test_adding_one_class_encodes_one_class(tmp_path) -> None:
 
 
 def test_reordered_or_partial_vocabularies_encode_nothing(tmp_path) -> None:
-    model, tok = CountingTextModel(), Tokenizer()
+    model, tok = FakeTextModel(rows=256, seed=0, scaled=False), FakeTokenizer()
     full = _cached(model, tok, tmp_path, ["cat", "dog", "sky"])
     model.prompts = 0
     out = _cached(model, tok, tmp_path, ["sky", "cat"])
@@ -67,7 +44,7 @@ def test_reordered_or_partial_vocabularies_encode_nothing(tmp_path) -> None:
 
 
 def test_a_corrupt_class_entry_is_re_encoded(tmp_path) -> None:
-    model, tok = CountingTextModel(), Tokenizer()
+    model, tok = FakeTextModel(rows=256, seed=0, scaled=False), FakeTokenizer()
     _cached(model, tok, tmp_path, ["cat", "dog"])
     key = VocabularyCache.key("fake", "tag:x", TEMPLATES, ["dog"])
     (tmp_path / "classes" / f"{key}.pt").write_bytes(b"torn")
@@ -95,7 +72,7 @@ def test_truncated_context_equals_encode_text() -> None:
 
 
 def test_models_without_a_causal_open_clip_text_tower_use_their_own_encode_text() -> None:
-    model = CountingTextModel()
+    model = FakeTextModel(rows=256, seed=0, scaled=False)
     assert not supports_truncation(model)
     tokens = torch.tensor([[1], [2]])
     torch.testing.assert_close(encode_text(model, tokens), model.table[[1, 2]])

@@ -6,40 +6,21 @@ so the two numpy gadgets ran.
 
 from __future__ import annotations
 
-import os
 import pickle
-import shlex
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.testing
 import pytest
 import torch
+from pickle_gadgets import Gadget, gadgets
 
 import sed
 from sed.convert import main, read_checkpoint
 
-_NUMPY_EXEC = numpy.testing._private.utils.runstring  # exec(astr, dict)
-_NUMPY_CALL = numpy.testing.assert_no_warnings  # func(*args)
 
-
-class _Gadget:
-    def __init__(self, func: Any, *args: Any) -> None:
-        self.func, self.args = func, args
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return self.func, self.args
-
-
-def _gadget(kind: str, marker: Path) -> _Gadget:
-    code = f"__import__('pathlib').Path({str(marker)!r}).write_text('pwned')"
-    return {
-        "numpy exec": _Gadget(_NUMPY_EXEC, code, {}),
-        "numpy call": _Gadget(_NUMPY_CALL, _NUMPY_EXEC, code, {}),
-        "os.system": _Gadget(os.system, f"echo pwned > {shlex.quote(str(marker))}"),
-        "builtins.exec": _Gadget(exec, code),
-    }[kind]
+def _gadget(kind: str, marker: Path) -> Gadget:
+    return gadgets(marker)[kind]
 
 
 KINDS = ["numpy exec", "numpy call", "os.system", "builtins.exec"]

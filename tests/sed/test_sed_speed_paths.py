@@ -83,3 +83,18 @@ def test_linear_attention_infer_equals_forward() -> None:
     z = torch.randn(5, 7, 16)
     with torch.no_grad():
         torch.testing.assert_close(layer.infer(z), layer(z), atol=1e-5, rtol=1e-5)
+
+
+def test_resize_back_of_rejected_rows_equals_the_full_resize() -> None:
+    from sed.model import _resize_back
+
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.rand(2, 6, 5, 4, generator=gen)
+    probs[0, [0, 2, 5]] = 0  # rejected classes of image 0
+    probs[1, :4] = 0
+    probs[1, 4:, 0, 0] = 0  # a pixel where every class is 0: argmax gives class 0
+    probs[0, 3, 1] = probs[0, 1, 1]  # ties keep the lowest class index
+    full, full_labels = _resize_back(probs, (9, 7), rejected=False)
+    out, labels = _resize_back(probs, (9, 7), rejected=True)
+    torch.testing.assert_close(out, full, rtol=0, atol=0)
+    assert torch.equal(labels, full_labels)

@@ -85,12 +85,7 @@ def get_preset_config(name: str, **overrides: Any) -> CLIPZSSConfig:
     Raises:
         ValueError: unknown preset or field.
     """
-    cfg = _PRESETS.get(name)()
-    if not isinstance(cfg, CLIPZSSConfig):
-        raise ValueError(
-            f"CLIP-ZSS preset {name!r} returned {type(cfg).__name__}: a preset function returns a CLIPZSSConfig "
-            "(create_clipzss builds the model from it)"
-        )
+    cfg = _PRESETS.config(name, CLIPZSSConfig, builder="create_clipzss")
     dataset = overrides.get("dataset")
     if dataset is not None:
         cfg = replace(cfg, **{**DATASET_DEFAULTS.get(dataset, {}), "class_names": [], "seen_classes": []})

@@ -9,14 +9,13 @@ tests and demos share ``clipzss_tiny_convnext_segformer.json``. A file holds onl
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ovcore.configs import list_config_names as _config_names
 from ovcore.configs import load_json_config
 
-from ._registry import register_clipzss_preset
+from ._registry import _PRESETS
 from .config import CLIPZSSConfig, config_from_dict
 
 __all__ = ["CONFIG_DIR", "DEMO_SEEN", "list_config_names", "load_config", "preset_description"]
@@ -58,15 +57,5 @@ def load_config(name: str) -> CLIPZSSConfig:
         raise ValueError(f"config file {str(CONFIG_DIR / f'{name}.json')!r}: {err}") from err
 
 
-def _preset_entry(name: str) -> Callable[[], CLIPZSSConfig]:
-    def entry() -> CLIPZSSConfig:
-        return load_config(name)
-
-    entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = preset_description(name)
-    return entry
-
-
 # One preset per JSON file: adding a preset is adding a file, and a variant is a few-line overlay of its base.
-for _name in list_config_names():
-    register_clipzss_preset(_name, _preset_entry(_name))
+_PRESETS.add_configs(list_config_names(), load_config, preset_description)

@@ -66,15 +66,8 @@ def get_preset_config(name: str, **overrides: Any) -> MaskCLIPConfig:
     """
     from maskclip.config import MaskCLIPConfig
 
-    entry = _PRESETS.get(name)
-    cfg = entry()
-    if not isinstance(cfg, MaskCLIPConfig):
-        raise ValueError(
-            f"MaskCLIP preset {name!r} returned {type(cfg).__name__}: a preset function returns a MaskCLIPConfig "
-            "(create_maskclip builds the model from it)"
-        )
-    description = (entry.__doc__ or "").strip().split("\n")[0] or cfg.description
-    return cfg.replace(name=name, description=description).replace(**overrides)
+    cfg = _PRESETS.config(name, MaskCLIPConfig, builder="create_maskclip")
+    return cfg.named(name, _PRESETS.description(name)).replace(**overrides)
 
 
 def create_maskclip(
@@ -130,10 +123,7 @@ def _create_pretrained(
     from ovcore.text import weights_id_of
 
     weights, path = load_pretrained_file(source, method="maskclip")
-    if preset is None or preset == weights.preset:
-        cfg = MaskCLIPConfig().replace(**weights.config).replace(**overrides)
-    else:
-        cfg = get_preset_config(preset, **overrides)
+    cfg = MaskCLIPConfig.for_weights(weights, preset, get_preset_config, **overrides)
     model = build_maskclip(cfg, pretrained=None, cache_dir=build["cache_dir"])
     # MaskCLIP's only weights are its CLIP's (state-dict prefix "clip.").
     foreign = [k for k in weights.state_dict if not k.startswith("clip.")]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from ovcore.configs import PresetConfig
 from ovcore.configs import list_config_names as _config_names
-from ovcore.configs import load_json_config
 
 __all__ = ["MaskCLIPConfig", "CONFIG_DIR", "INFERENCE_FIELDS", "list_config_names", "load_config"]
 
@@ -19,9 +18,14 @@ INFERENCE_FIELDS = ("test_short_side", "test_max_size", "window_size", "window_s
 
 
 @dataclass
-class MaskCLIPConfig:
-    """Everything that defines one MaskCLIP preset. Defaults are the ViT-B/16 preset's values."""
+class MaskCLIPConfig(PresetConfig):
+    """Everything that defines one MaskCLIP preset. Defaults are the ViT-B/16 preset's values.
 
+    ``replace`` (unknown names or bad values raise ``ValueError``) and ``to_dict`` come from
+    ``ovcore.configs.PresetConfig``.
+    """
+
+    config_kind: ClassVar[str] = "MaskCLIP"
     name: str = "maskclip_vit_b16"
     description: str = ""
     """One line for preset listings (the preset's docstring)."""
@@ -61,21 +65,6 @@ class MaskCLIPConfig:
         if self.logit_scale is not None and not self.logit_scale > 0:
             raise ValueError(f"logit_scale must be None or > 0, got {self.logit_scale}")
 
-    def replace(self, **overrides: Any) -> MaskCLIPConfig:
-        """A copy with some fields changed.
-
-        Raises:
-            ValueError: an unknown field name (the message lists the known ones) or a bad value.
-        """
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown MaskCLIP config fields {unknown}; known: {sorted(known)}")
-        return dataclasses.replace(self, **overrides)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def _check_positive(name: str, value: int | None, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
@@ -95,6 +84,4 @@ def load_config(name: str, **overrides: Any) -> MaskCLIPConfig:
     Raises:
         ValueError: no such config (the message lists them), or an unknown field.
     """
-    data = load_json_config(CONFIG_DIR, name)
-    data.setdefault("name", name)
-    return MaskCLIPConfig().replace(**data).replace(**overrides)
+    return MaskCLIPConfig.from_json(CONFIG_DIR, name, **overrides)

@@ -1,22 +1,19 @@
-"""Score a MaskCLIP model on a registered ``ovcore.data`` dataset with ``ovcore.evaluate``.
+"""Score a MaskCLIP model on a registered ``ovcore.data`` dataset from Python.
 
-A stop-gap until every method shares one evaluation command: the same datasets, class names, ignore values and
-PAS-20b rule as ``sed-eval``, with MaskCLIP's own test pipeline (its resize and sliding windows run inside
+The scoring of every ``<method>-eval`` command (``ovcore.cmd.evaluate.score``): the same datasets, class names,
+ignore values and PAS-20b rule, with MaskCLIP's own test pipeline (its resize and sliding windows run inside
 ``predict``, so the dataset is read at its original size).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from ovcore.metrics import IoUConvention
 
@@ -46,31 +43,6 @@ def build_eval_dataset(name: str, root: str | os.PathLike | None = None, split: 
     return build_dataset(name, base, split)
 
 
-def _protocol(name: str) -> tuple[list[str], list[str], int, int, Callable[[torch.Tensor], torch.Tensor] | None]:
-    """(names given to the model, scored names, scored class count, ignore value, prediction remap)."""
-    from ovcore.data import dataset_info, get_class_names
-    from ovcore.metrics import voc20b_collapse
-
-    info = dataset_info(name)
-    names = get_class_names(name)
-    scored, remap = names[: info.num_classes], None
-    if info.merge_predictions_from is not None:
-        fg = info.merge_predictions_from
-        scored, remap = names[:fg] + ["background"], functools.partial(voc20b_collapse, num_fg=fg)
-    return names, scored, info.num_classes, info.ignore_index, remap
-
-
-@contextmanager
-def _vocabulary(model: Any, names: list[str]) -> Iterator[None]:
-    previous = list(model.class_names)
-    model.set_vocabulary(names)
-    try:
-        yield
-    finally:
-        if previous:
-            model.set_vocabulary(previous)
-
-
 def evaluate(
     model: Any,
     dataset_name: str,
@@ -88,7 +60,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """mIoU (and the rest of ``ovcore.evaluate``'s results) of ``model`` on a registered dataset.
 
-    The model's vocabulary is switched to the dataset's class names for the run and restored afterwards.
+    The model's vocabulary is switched to the dataset's class names for the run and restored afterwards; the
+    scoring is ``ovcore.cmd.evaluate.score``, the one every ``<method>-eval`` command uses.
 
     Args:
         model: A MaskCLIP model (any object with ``predict``, ``set_vocabulary`` and ``class_names`` works).
@@ -106,44 +79,35 @@ def evaluate(
         num_workers: DataLoader workers reading images.
 
     Returns:
-        ``ovcore.evaluate.evaluate``'s dict plus ``dataset``, ``split``, ``vocabulary_size`` and ``preset``.
+        ``ovcore.evaluate.evaluate``'s dict plus ``dataset``, ``split``, ``vocabulary_size``, ``stats_mean`` (the
+        mean of the per-image ``predict`` statistics) and ``preset``.
 
     Raises:
         ValueError: unknown dataset, bad ``max_images`` or a bad argument of ``ovcore.evaluate``.
         FileNotFoundError: the dataset is not prepared under ``root``.
     """
-    from ovcore.evaluate import evaluate as run_evaluation
+    from ovcore.benchmarks import Benchmark
+    from ovcore.cmd.evaluate import first_images, score
+    from ovcore.cmd.model import LoadedModel
 
-    vocabulary, scored, num_classes, ignore_index, remap = _protocol(dataset_name)
-    dataset = build_eval_dataset(dataset_name, root, split)
-    if max_images is not None:
-        if max_images < 1:
-            raise ValueError(f"max_images must be >= 1, got {max_images}")
-        dataset = Subset(dataset, range(min(max_images, len(dataset))))
+    # A dataset as an ad-hoc benchmark: its class names, ignore value and PAS-20b remap, as `maskclip-eval` scores it.
+    protocol = Benchmark(dataset_name, dataset_name, dataset_name).protocol()
+    dataset = first_images(build_eval_dataset(dataset_name, root, split), max_images, "max_images")
     if device is None:
         device = next(iter(model.buffers()), torch.empty(0)).device
-    with _vocabulary(model, vocabulary):
-        results = run_evaluation(
-            lambda images: model.predict(images).probs,
-            dataset,
-            num_classes=num_classes,
-            class_names=scored,
-            batch_size=batch_size,
-            device=device,
-            warmup=warmup,
-            output_json=None,
-            progress=progress,
-            num_workers=num_workers,
-            pred_remap=remap,
-            ignore_index=ignore_index,
-            iou_convention=iou_convention,
-        )
-    results.update(
-        dataset=dataset_name,
-        split=split,
-        vocabulary_size=len(vocabulary),
-        preset=getattr(getattr(model, "cfg", None), "name", None),
+    preset = getattr(getattr(model, "cfg", None), "name", None)
+    results = score(
+        LoadedModel(model, f"preset {preset}"),
+        dataset,
+        protocol,
+        device=device,
+        batch_size=batch_size,
+        warmup=warmup,
+        progress=progress,
+        num_workers=num_workers,
+        iou_convention=iou_convention,
     )
+    results.update(split=split, preset=preset)
     if output_json is not None:
         from ovcore.files import write_json
 

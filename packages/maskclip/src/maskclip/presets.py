@@ -7,10 +7,9 @@ Each entry returns the file's ``MaskCLIPConfig``; ``build_maskclip`` turns a con
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from maskclip._registry import register_maskclip_preset
+from maskclip._registry import _PRESETS
 from maskclip.config import MaskCLIPConfig, list_config_names, load_config
 
 if TYPE_CHECKING:
@@ -47,15 +46,5 @@ def build_maskclip(
     return model
 
 
-def _preset_entry(name: str) -> Callable[[], MaskCLIPConfig]:
-    def entry() -> MaskCLIPConfig:
-        return load_config(name)
-
-    entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = load_config(name).description
-    return entry
-
-
 # One preset per JSON file in model_configs/: adding a preset is adding a file. The entry only reads the file.
-for _name in list_config_names():
-    register_maskclip_preset(_name, _preset_entry(_name))
+_PRESETS.add_configs(list_config_names(), load_config)

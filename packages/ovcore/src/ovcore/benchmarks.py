@@ -161,8 +161,17 @@ def get_benchmark(name: str, option: str = "--benchmarks") -> Benchmark:
     raise ValueError(f"{option}: unknown benchmark {name!r}; choose from {choices}")
 
 
-def resolve_benchmarks(names: Sequence[str], option: str = "--benchmarks") -> list[Benchmark]:
+def resolve_benchmarks(
+    names: Sequence[str],
+    option: str = "--benchmarks",
+    lookup: Callable[[str, str], Benchmark] = get_benchmark,
+) -> list[Benchmark]:
     """Benchmark and group names -> benchmarks, in order, each once.
+
+    Args:
+        names: Benchmark names (see :func:`get_benchmark`) and group names.
+        option: The option the names came from, for messages.
+        lookup: ``lookup(name, option)`` finds one benchmark (``ovcore.cmd.evaluate`` also accepts dataset names).
 
     Raises:
         ValueError: an empty list or an unknown name (the message names ``option``).
@@ -171,7 +180,7 @@ def resolve_benchmarks(names: Sequence[str], option: str = "--benchmarks") -> li
     for name in names:
         group = BENCHMARK_GROUPS.get(name.strip().lower())
         for item in group if group is not None else (name,):
-            bench = get_benchmark(item, option)
+            bench = lookup(item, option)
             out.setdefault(bench.name, bench)
     if not out:
         raise ValueError(f"{option}: no benchmark given; choose from {', '.join([*BENCHMARKS, *BENCHMARK_GROUPS])}")

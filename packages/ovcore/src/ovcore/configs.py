@@ -5,17 +5,21 @@ holds ``{"base": "sed_convnext_b_768", "cer_topk": 8}`` instead of a copy of its
 key (an override changes one entry of ``extra`` without restating the others); lists and scalars are replaced whole.
 A dict holding ``"_delete_": true`` (mmseg's marker) replaces its base's dict whole instead: a ConvNeXt overlay of a
 Swin preset drops the Swin-only ``img_size`` of ``backbone_kwargs`` so.
-Every method package keeps its presets in a ``model_configs/`` folder read through this module.
+Every method package keeps its presets in a ``model_configs/`` folder read through this module; a flat config
+dataclass (SED's, MaskCLIP's) gets its ``replace`` / ``to_dict`` / file loading from :class:`PresetConfig`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
-__all__ = ["BASE_KEY", "DELETE_KEY", "list_config_names", "load_json_config", "merge_overrides"]
+__all__ = ["BASE_KEY", "DELETE_KEY", "PresetConfig", "list_config_names", "load_json_config", "merge_overrides"]
+
+_C = TypeVar("_C", bound="PresetConfig")
 
 BASE_KEY = "base"
 """The key naming the config a file overrides (a name in the same folder, without ``.json``)."""
@@ -100,3 +104,61 @@ def load_json_config(folder: str | Path, name: str) -> dict[str, Any]:
         except ValueError as err:
             raise ValueError(f"config file {str(folder / f'{layer_name}.json')!r}: {err}") from err
     return merged
+
+
+class PresetConfig:
+    """Base of a flat config dataclass with ``name`` and ``description`` fields (one preset each).
+
+    Subclasses are ``@dataclass`` classes and set ``config_kind`` (``"SED"``), which names them in messages.
+    """
+
+    config_kind: ClassVar[str] = "preset"
+
+    def replace(self: _C, **overrides: Any) -> _C:
+        """A copy with some fields changed (the dataclass checks the values again).
+
+        Raises:
+            ValueError: an unknown field name (the message lists the known ones) or a bad value.
+        """
+        known = {f.name for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown {self.config_kind} config fields {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(self, **overrides)  # type: ignore[type-var]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain data (nested dicts and lists copied)."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def named(self: _C, name: str, description: str) -> _C:
+        """The config under a registered preset ``name``; an empty ``description`` keeps the config's own."""
+        return self.replace(name=name, description=description or getattr(self, "description", ""))
+
+    @classmethod
+    def from_json(cls: type[_C], folder: str | Path, name: str, **overrides: Any) -> _C:
+        """Read ``<folder>/<name>.json`` (its ``base`` chain resolved) into a config, then apply ``overrides``.
+
+        The file's ``name`` defaults to its stem.
+
+        Raises:
+            ValueError: no such config (the message lists them), or an unknown field or bad value.
+        """
+        data = load_json_config(folder, name)
+        data.setdefault("name", name)
+        return cls().replace(**data).replace(**overrides)
+
+    @classmethod
+    def for_weights(
+        cls: type[_C], weights: Any, preset: str | None, get_preset_config: Callable[..., _C], **overrides: Any
+    ) -> _C:
+        """The config to build saved weights (``ovcore.hub.PretrainedWeights``) with.
+
+        The saved config, unless the caller names another preset than the saved one: then that preset's config
+        (``get_preset_config(preset, **overrides)``), the weights having to fit it.
+
+        Raises:
+            ValueError: an unknown preset or field.
+        """
+        if preset is None or preset == weights.preset:
+            return cls().replace(**weights.config).replace(**overrides)
+        return get_preset_config(preset, **overrides)

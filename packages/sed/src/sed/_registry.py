@@ -59,15 +59,8 @@ def get_preset_config(name: str, **overrides: Any) -> SEDConfig:
     """
     from sed.config import SEDConfig
 
-    entry = _PRESETS.get(name)
-    cfg = entry()
-    if not isinstance(cfg, SEDConfig):
-        raise ValueError(
-            f"SED preset {name!r} returned {type(cfg).__name__}: a preset function returns an SEDConfig "
-            "(create_sed builds the model from it)"
-        )
-    description = (entry.__doc__ or "").strip().split("\n")[0] or cfg.description
-    return cfg.replace(name=name, description=description).replace(**overrides)
+    cfg = _PRESETS.config(name, SEDConfig, builder="create_sed", article="an")
+    return cfg.named(name, _PRESETS.description(name)).replace(**overrides)
 
 
 def create_sed(
@@ -121,10 +114,7 @@ def _create_pretrained(
     from sed.presets import build_sed
 
     weights, path = load_pretrained_file(source, method="sed")
-    if preset is None or preset == weights.preset:
-        cfg = SEDConfig().replace(**weights.config).replace(**overrides)
-    else:
-        cfg = get_preset_config(preset, **overrides)
+    cfg = SEDConfig.for_weights(weights, preset, get_preset_config, **overrides)
     class_names = build.pop("class_names")
     try:
         model = build_sed(cfg, checkpoint=weights.state_dict, **build)

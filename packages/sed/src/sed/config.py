@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from ovcore.configs import PresetConfig
 from ovcore.configs import list_config_names as _config_names
-from ovcore.configs import load_json_config
 
 __all__ = ["SEDConfig", "CONFIG_DIR", "list_config_names", "load_config"]
 
@@ -20,9 +19,13 @@ CLIP_PIXEL_STD = (68.5005327, 66.6321579, 70.3231630)
 
 
 @dataclass
-class SEDConfig:
-    """Everything that defines one SED preset. Field defaults are the official ConvNeXt-B values."""
+class SEDConfig(PresetConfig):
+    """Everything that defines one SED preset. Field defaults are the official ConvNeXt-B values.
 
+    ``replace`` (unknown names raise ``ValueError``) and ``to_dict`` come from ``ovcore.configs.PresetConfig``.
+    """
+
+    config_kind: ClassVar[str] = "SED"
     name: str = "sed_convnext_b_768"
     description: str = ""
     """One line for preset listings (the preset's docstring)."""
@@ -79,17 +82,6 @@ class SEDConfig:
         if self.cer_topk is not None and self.cer_topk < 1:
             raise ValueError(f"cer_topk must be None or >= 1, got {self.cer_topk}")
 
-    def replace(self, **overrides: Any) -> SEDConfig:
-        """A copy with some fields changed; unknown names raise ValueError."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown SED config fields {unknown}; known: {sorted(known)}")
-        return dataclasses.replace(self, **overrides)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def list_config_names() -> list[str]:
     """Names of the JSON configs in `model_configs/` (one preset each)."""
@@ -102,6 +94,4 @@ def load_config(name: str, **overrides: Any) -> SEDConfig:
     Raises:
         ValueError: no such config (the message lists them), or an unknown field.
     """
-    data = load_json_config(CONFIG_DIR, name)
-    data.setdefault("name", name)
-    return SEDConfig().replace(**data).replace(**overrides)
+    return SEDConfig.from_json(CONFIG_DIR, name, **overrides)

@@ -27,6 +27,32 @@ LOSS_NAMES = ("loss_final", "loss_aux0", "loss_aux1", "loss_aux2")
 _SKIP_FEATURES = ("res4", "res3", "res2")
 
 
+def _resize_back(probs: torch.Tensor, size: tuple[int, int], rejected: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities (B, T, h, w) resized to `size` and their arg-max labels.
+
+    Probabilities (not logits) are resized, as detectron2's sem_seg_postprocess. With CER (`rejected`) most rows
+    are exactly 0 and stay 0 through a bilinear resize, so only the rows that are not all zero are resized (at an
+    ADE-847 vocabulary this is most of the time and memory of the step) and the labels are taken among them: the
+    first maximum among the nonzero rows is the arg-max of the whole column, and an all-zero column gives class 0,
+    as ``argmax`` does.
+    """
+    if not rejected:
+        out = F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
+        return out, out.argmax(1)
+    out = probs.new_zeros(probs.shape[0], probs.shape[1], *size)
+    labels = torch.empty((probs.shape[0], *size), dtype=torch.long, device=probs.device)
+    for b in range(probs.shape[0]):
+        ids = (probs[b].flatten(1).amax(1) > 0).nonzero()[:, 0]
+        if ids.numel() == 0:
+            labels[b] = 0
+            continue
+        part = F.interpolate(probs[b : b + 1, ids], size=size, mode="bilinear", align_corners=False)[0]
+        out[b, ids] = part
+        best, arg = part.max(0)
+        labels[b] = torch.where(best > 0, ids[arg], 0)
+    return out, labels
+
+
 class SED(nn.Module):
     """SED: hierarchical CLIP encoder -> cosine cost map -> gradual fusion decoder (+ category early rejection).
 
@@ -300,10 +326,9 @@ class SED(nn.Module):
         else:
             probs = self.decoder.infer(cost, skips)[0].sigmoid_()
             kept = [[t, t, t] for _ in range(cost.shape[0])]
-        # Probabilities (not logits) are resized back to the input size, as detectron2's sem_seg_postprocess.
-        out = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
+        out, labels = _resize_back(probs, (h, w), rejected=k is not None)
         stats = [{"kept": row, "num_classes": t} for row in kept]
-        return Prediction(out, out.argmax(1), list(self.class_names), stats)
+        return Prediction(out, labels, list(self.class_names), stats)
 
     def predict_probs(self, images: Any, k: int | None = None) -> torch.Tensor:
         """`predict(images, k=k).probs`: the (B, T, H, W) score function of `ovcore.evaluate`."""

@@ -6,10 +6,9 @@ Each entry returns the file's `SEDConfig`; `build_sed` turns a config into a mod
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sed._registry import register_sed_preset
+from sed._registry import _PRESETS
 from sed.config import SEDConfig, list_config_names, load_config
 
 if TYPE_CHECKING:
@@ -71,16 +70,6 @@ def build_sed(
     return model
 
 
-def _preset_entry(name: str) -> Callable[[], SEDConfig]:
-    def entry() -> SEDConfig:
-        return load_config(name)
-
-    entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = load_config(name).description
-    return entry
-
-
 # One preset per JSON file in model_configs/ (open_clip's rescan of its config folder): adding a preset is adding a
 # file, and a `_fast` variant is a two-line overlay of its base. The entry only reads the file: configs are data.
-for _name in list_config_names():
-    register_sed_preset(_name, _preset_entry(_name))
+_PRESETS.add_configs(list_config_names(), load_config)

@@ -19,7 +19,14 @@ from typing import Annotated, Any
 
 import tyro
 
-from ovcore.benchmarks import BENCHMARK_GROUPS, BENCHMARKS, Benchmark, EvalProtocol, get_benchmark
+from ovcore.benchmarks import (
+    BENCHMARK_GROUPS,
+    BENCHMARKS,
+    Benchmark,
+    EvalProtocol,
+    get_benchmark,
+    resolve_benchmarks,
+)
 from ovcore.cmd.errors import UsageError, check_min, check_output_dir
 from ovcore.cmd.log import quiet_logger, say
 from ovcore.cmd.model import LoadedModel, Loader, as_prediction, load_with_method, method_name
@@ -119,15 +126,7 @@ def resolve_targets(names: Sequence[str], option: str = "--benchmarks") -> list[
     Raises:
         ValueError: an empty list or an unknown name (the message names ``option``).
     """
-    out: dict[str, Benchmark] = {}
-    for name in names:
-        group = BENCHMARK_GROUPS.get(name.strip().lower())
-        for item in group if group is not None else (name,):
-            bench = benchmark_or_dataset(item, option)
-            out.setdefault(bench.name, bench)
-    if not out:
-        raise ValueError(f"{option}: no benchmark given; choose from {', '.join([*BENCHMARKS, *BENCHMARK_GROUPS])}")
-    return list(out.values())
+    return resolve_benchmarks(names, option, lookup=benchmark_or_dataset)
 
 
 def build_benchmark_split(bench: Benchmark, root: str | Path | None, split: str, transform: Any = None,
