@@ -37,6 +37,8 @@ def torchrun_run(tmp_path_factory) -> Path:
     if proc.returncode != 0 and "exitcode: -6" in proc.stderr:
         # A Gloo worker occasionally aborts (SIGABRT, "terminate called without an active exception") when the
         # 2-core machine is saturated by the rest of the suite; one fresh launch tells that apart from a real bug.
+        out = tmp_path_factory.mktemp("torchrun_retry")
+        cmd[-2] = str(out)
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return out
