@@ -402,11 +402,9 @@ def test_atomic_write_uses_the_scheme_the_cleaner_reads(tmp_path: Path) -> None:
     ],
 )
 def test_console_scripts_in_a_subprocess(module: str, argv: list[str], prog: str, tmp_path: Path) -> None:
-    start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", module, *(a.format(tmp=tmp_path) for a in argv)],
                           capture_output=True, text=True, timeout=120)
     lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith(("INFO", "WARNING"))]
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), proc.stderr
-    assert time.perf_counter() - start < 60

@@ -68,13 +68,11 @@ def test_every_console_script_is_covered() -> None:
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_help_does_not_import_torch(script: str) -> None:
-    start = time.perf_counter()
     result = _probe(script, ["--help"])
     assert result["code"] == 0
     assert result["heavy"] == [], f"{script} --help imported {result['heavy']}"
     for flag in SCRIPTS[script]:
         assert flag in result["help"], f"{script} --help does not show {flag}"
-    assert time.perf_counter() - start < 30  # generous: the suite shares the CPU; measured ~0.5 s on an idle core
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
