@@ -2,7 +2,7 @@
 
 Pickle (and therefore ``torch.save``) files name Python callables that the reader calls while rebuilding the
 object; a file from a stranger can name ``os.system`` or a library helper that evaluates a string. Every reader in
-this workspace goes through this module instead of ``torch.load`` / ``pickle.load``:
+this workspace goes through this module instead of calling torch or pickle loaders directly:
 
 - :func:`load_torch_file` reads ``torch.save`` files (zip archives and the legacy format) with
   ``torch.load(weights_only=True)``, admitting on top of torch's own tensor allowlist only the fixed numpy entries
@@ -127,7 +127,7 @@ def _damaged(path: Path, what: str, err: BaseException) -> DamagedFileError:
 
 
 def _short_reason(err: BaseException) -> str:
-    """The first sentence of the reader's message, never torch's advice to load with ``weights_only=False``."""
+    """The first sentence of the reader's message, never torch's advice to switch the weights-only mode off."""
     text = str(err).strip()
     if isinstance(err, EOFError) or not text:
         return "the file is empty or ends early"
@@ -331,7 +331,7 @@ def _legacy_pickles_parse(path: Path) -> bool:
 
 
 def _weights_only_reason(err: pickle.UnpicklingError) -> str:
-    """The line of torch's message that says what was refused (the rest advises ``weights_only=False``)."""
+    """The line of torch's message that says what was refused (the rest advises turning weights-only off)."""
     marker = "WeightsUnpickler error:"
     lines = [line.strip() for line in str(err).splitlines()]
     for i, line in enumerate(lines):

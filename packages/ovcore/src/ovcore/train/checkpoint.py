@@ -117,7 +117,7 @@ def unreadable_file_error(path: str | os.PathLike, err: BaseException, what: str
 
 
 def _unreadable_reason(err: BaseException) -> str:
-    # torch's own messages are long, and one of them advises weights_only=False (running the file's code): say
+    # torch's own messages are long, and one of them advises turning weights-only off (running the file's code): say
     # what is wrong with the file instead.
     damaged = isinstance(err, DamagedFileError)
     if damaged and err.__cause__ is not None:
