@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import official_sed  # tests/sed, on sys.path via the root config
 import pytest
 import torch
 import torch.nn.functional as F
+from forced_cer import ForcedSelection
 from official_sed import official_fast_forward, official_final
 
 import sed
@@ -33,7 +33,6 @@ import sed.cer
 P, H = 80, 24  # templates, cost-map side for a 768 input
 GUIDANCE = (512, 256, 128)  # ConvNeXt-B res4, res3, res2 channels
 CASES = [(t, k) for t in (150, 847) for k in ("all", 8)]
-FORCED = (48, 32, 24)  # classes kept before decoder 1 / 2 / 3 in the CER rows, for both providers
 _OUTPUTS: dict[tuple[int, Any], torch.Tensor] = {}
 
 
@@ -71,29 +70,6 @@ def make_inputs(num_classes: int, seed: int = 0, present: int = 6) -> tuple[torc
         cost[:, cls] += 0.15 * (region == i)
     feats = [torch.randn(1, c, H * 2 ** (i + 1), H * 2 ** (i + 1), generator=gen) for i, c in enumerate(GUIDANCE)]
     return cost.clamp(-1, 1).unsqueeze(0), feats
-
-
-class ForcedSelection:
-    """Both providers' top-k rule replaced by "the n classes with the highest maximum logit", n = 48 / 32 / 24:
-    random heads keep arbitrary sets, so a fair row forces the same, realistic, sizes on both."""
-
-    def __init__(self) -> None:
-        self.stage = 0
-
-    def mask(self, logits: torch.Tensor) -> torch.Tensor:
-        t = logits.shape[1]
-        keep = torch.zeros(1, t, dtype=torch.bool)
-        keep[0, logits.flatten(2).amax(-1)[0].topk(min(FORCED[self.stage % 3], t)).indices] = True
-        self.stage += 1
-        return keep
-
-
-@pytest.fixture
-def forced(monkeypatch: pytest.MonkeyPatch) -> ForcedSelection:
-    sel = ForcedSelection()
-    monkeypatch.setattr(sed.cer, "topk_category_mask", lambda logits, k: sel.mask(logits))
-    monkeypatch.setattr(official_sed, "valid_idx", lambda logits, k: sel.mask(logits)[0])
-    return sel
 
 
 @pytest.fixture(scope="module")

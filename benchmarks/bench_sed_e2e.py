@@ -43,6 +43,7 @@ import official_sed  # tests/sed, on sys.path via the root config
 import pytest
 import torch
 import torch.nn.functional as F
+from forced_cer import FORCED, ForcedSelection
 
 import sed
 import sed.cer
@@ -53,36 +54,12 @@ from ovcore.vis.overlay import render_overlay
 from sed.model import _resize_back
 
 RESULTS = Path(__file__).parent / "results" / "sed_e2e.json"
-FORCED = (48, 32, 24)
 TEXT_SAMPLE = 4
 REPS = int(os.environ.get("SED_E2E_REPS", "3"))
 CLASSES = [int(c) for c in os.environ.get("SED_E2E_CLASSES", "10,150,847").split(",")]
 
 
 # ------------------------------------------------------------------------------------------ forced kept sets
-class ForcedSelection:
-    """Replaces both pipelines' top-k rule by "the n classes with the highest maximum logit", n = 48 / 32 / 24."""
-
-    def __init__(self) -> None:
-        self.stage = 0
-
-    def mask(self, logits: torch.Tensor) -> torch.Tensor:
-        t = logits.shape[1]
-        n = min(FORCED[self.stage % 3], t)
-        self.stage += 1
-        keep = torch.zeros(1, t, dtype=torch.bool)
-        keep[0, logits.flatten(2).amax(-1)[0].topk(n).indices] = True
-        return keep
-
-
-@pytest.fixture
-def forced(monkeypatch: pytest.MonkeyPatch) -> ForcedSelection:
-    sel = ForcedSelection()
-    monkeypatch.setattr(sed.cer, "topk_category_mask", lambda logits, k: sel.mask(logits))
-    monkeypatch.setattr(official_sed, "valid_idx", lambda logits, k: sel.mask(logits)[0])
-    return sel
-
-
 # ------------------------------------------------------------------------------------------------ helpers
 class PeakRSS:
     """Largest resident-set increase (MB) while the context is open, sampled by a thread."""

@@ -139,3 +139,17 @@ def _triton_version() -> str | None:
     except ImportError:
         return None
     return triton.__version__
+
+
+@pytest.fixture
+def forced(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The SED benchmarks' top-k rule forced to the same sizes in both providers (``forced_cer.ForcedSelection``)."""
+    import official_sed  # tests/sed, on sys.path via the root config
+    from forced_cer import ForcedSelection
+
+    import sed.cer
+
+    sel = ForcedSelection()
+    monkeypatch.setattr(sed.cer, "topk_category_mask", lambda logits, k: sel.mask(logits))
+    monkeypatch.setattr(official_sed, "valid_idx", lambda logits, k: sel.mask(logits)[0])
+    return sel
