@@ -28,7 +28,6 @@ from forced_cer import ForcedSelection
 from official_sed import official_fast_forward, official_final
 
 import sed
-import sed.cer
 
 P, H = 80, 24  # templates, cost-map side for a 768 input
 GUIDANCE = (512, 256, 128)  # ConvNeXt-B res4, res3, res2 channels

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from forced_cer import FORCED, ForcedSelection
 
 import sed
-import sed.cer
+import sed.decoder
 from ovcore.costmap import cost_map
 from ovcore.data import get_class_names
 from ovcore.data.io import read_image
@@ -59,7 +59,6 @@ REPS = int(os.environ.get("SED_E2E_REPS", "3"))
 CLASSES = [int(c) for c in os.environ.get("SED_E2E_CLASSES", "10,150,847").split(",")]
 
 
-# ------------------------------------------------------------------------------------------ forced kept sets
 # ------------------------------------------------------------------------------------------------ helpers
 class PeakRSS:
     """Largest resident-set increase (MB) while the context is open, sampled by a thread."""
@@ -155,7 +154,6 @@ def run_pipeline(provider: str, model: sed.SED, path: Path, names: list[str], k:
             x = sw.run("resize", lambda: model.preprocess(model._test_resize(image[None])))
             if provider == "ours":
                 sw.run("text_cached", model.set_vocabulary, names)
-                model.encoder_bf16 = bf16
                 feats, dense = sw.run("encoder", lambda: _encode(model, x, bf16))
                 cost = sw.run("cost", cost_map, dense, model.text_embeddings)
                 skips = [feats[n] for n in ("res4", "res3", "res2")]
@@ -177,7 +175,6 @@ def run_pipeline(provider: str, model: sed.SED, path: Path, names: list[str], k:
     finally:
         sed.decoder.select_categories = real_select
         official_sed.valid_idx = real_valid
-        model.encoder_bf16 = False
     sw.times["select"] = select_time[0]
     if provider != "ours":
         sw.times["text_cached"] = 0.0

@@ -143,11 +143,10 @@ def _plain(value: object) -> bool:
 def test_memory_stays_flat_over_hundreds_of_images(tmp_path: Path) -> None:
     import torch
 
+    from ovcore.cmd.images import collect_images, output_stems
     from ovcore.cmd.model import load_with_method
     from ovcore.cmd.options import ModelOptions
     from ovcore.cmd.predict import predict_images
-
-    from ovcore.cmd.images import collect_images, output_stems
 
     _write_images(tmp_path / "images", 300, size=64)
     paths = collect_images([tmp_path / "images"])

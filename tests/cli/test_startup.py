@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from importlib.metadata import entry_points
 
 import pytest

@@ -1,4 +1,5 @@
-"""Label remapping of the inductive protocol (ZegCLIP's, CLIP-ZSS paper Sec. 3.1) for VOC 15/5, COCO-Stuff 156/15 and Context 49/10."""
+"""Label remapping of the inductive protocol (ZegCLIP's, CLIP-ZSS paper Sec. 3.1) for VOC 15/5, COCO-Stuff 156/15
+and Context 49/10."""
 
 from __future__ import annotations
 

@@ -84,3 +84,50 @@ def test_batches_and_tables() -> None:
     assert cell(float("nan")) == "-" and cell(None) == "-" and cell(12.345) == "12.3" and cell(3) == "3"
     table = format_table([{"name": "a150", "mIoU": 31.84}], [("benchmark", "name", 0), ("mIoU", "mIoU", 1)])
     assert table.splitlines() == ["benchmark  mIoU", "---------  ----", "a150       31.8"]
+
+
+def test_option_checks_name_the_option() -> None:
+    from ovcore.cmd.errors import UsageError, check_min, check_positive, check_range
+
+    check_min("--workers", 0, 0)
+    check_positive("--lr", 1e-4)
+    check_range("--alpha", 1.0, 0.0, 1.0)
+    check_min("--max-images", None, 1)  # None means "not given"
+    with pytest.raises(UsageError, match=r"^--workers must be >= 0, got -1; use 0 for none$"):
+        check_min("--workers", -1, 0, hint="use 0 for none")
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(UsageError, match=r"^--lr must be > 0"):
+            check_positive("--lr", bad)
+    with pytest.raises(UsageError, match=r"^--alpha must lie in \[0.0, 1.0\], got 1.5$"):
+        check_range("--alpha", 1.5, 0.0, 1.0)
+    with pytest.raises(UsageError, match=r"^--p must lie in \(0.0, 1.0\), got 0.0$"):
+        check_range("--p", 0.0, 0.0, 1.0, open_low=True, open_high=True)
+
+
+def test_renamed_flags_are_rewritten_with_one_warning_each(capsys: pytest.CaptureFixture[str]) -> None:
+    from ovcore.cmd.options import rename_flags
+
+    argv = ["--data.root", "/d", "--keep", "--data.root=/e", "value", "--data.rootish", "x"]
+    got = rename_flags(argv, {"--data.root": "--data-root"}, "prog")
+    assert got == ["--data-root", "/d", "--keep", "--data-root=/e", "value", "--data.rootish", "x"]
+    err = capsys.readouterr().err.splitlines()
+    line = "prog: warning: --data.root is deprecated and will be removed in the next release; use --data-root"
+    assert err == [line, line]
+
+
+def test_legacy_predict_outputs_become_predictions() -> None:
+    import torch
+
+    from ovcore.cmd.evaluate import _mean_stats
+    from ovcore.cmd.model import as_prediction
+    from ovcore.method import Prediction
+
+    probs = torch.tensor([[[[0.1]], [[0.9]]], [[[0.8]], [[0.2]]]])  # (2, 2, 1, 1)
+    bare = as_prediction(probs, ["a", "b"])
+    assert isinstance(bare, Prediction) and bare.labels.flatten().tolist() == [1, 0] and bare.stats == [{}, {}]
+    # stats as one dict of per-image lists (the earlier dict results); entries of another length are dropped
+    legacy = as_prediction({"probs": probs, "stats": {"kept": [[4, 2], [3, 1]], "total": [1]}}, ["a", "b"])
+    assert legacy.stats == [{"kept": [4, 2]}, {"kept": [3, 1]}] and legacy.class_names == ["a", "b"]
+    assert as_prediction(legacy, ["x"]) is legacy
+    assert _mean_stats(legacy.stats) == {"kept": [3.5, 1.5]}
+    assert _mean_stats([{"ms": 1, "name": "x"}, {"ms": 2.0, "name": "y"}]) == {"ms": 1.5} and _mean_stats([]) == {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import colorsys
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -217,6 +218,14 @@ def test_pad_bottom_right() -> None:
     out = TF.pad_bottom_right(x, (4, 4), 128)
     assert out.shape == (3, 4, 4) and (out[:, :2, :3] == 1).all() and (out[:, 2:] == 128).all()
     assert TF.pad_bottom_right(x, (1, 1), 0) is x
+    # a colour: one value per channel; numpy / torch scalars are single values
+    out = TF.pad_bottom_right(x, (4, 4), (124, 116, 104))
+    assert out[:, 3, 3].tolist() == [124, 116, 104] and (out[:, :2, :3] == 1).all()
+    assert (TF.pad_bottom_right(x, (4, 4), np.uint8(7))[:, 2:] == 7).all()
+    assert (TF.pad_bottom_right(x, (4, 4), torch.tensor(9))[:, 2:] == 9).all()
+    with pytest.raises(ValueError, match="per-channel pad value"):
+        TF.pad_bottom_right(x, (4, 4), (1, 2))
+    assert TF.pad_mask_bottom_right(2, 3, (4, 4)).tolist() == [[False] * 3 + [True]] * 2 + [[True] * 4] * 2
 
 
 def test_hsv_matches_opencv_conventions() -> None:

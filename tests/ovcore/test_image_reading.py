@@ -186,3 +186,11 @@ def test_unreadable_files_name_the_file(tmp_path: Path) -> None:
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="bad.png"):
         read_image(tmp_path / "bad.png")
+
+
+def test_an_image_over_the_pixel_limit_is_a_value_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # PIL's DecompressionBombError is no ValueError / OSError: without the catch it escaped the one-line convention.
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # 64 pixels > 2 x 10: PIL refuses to decode it
+    with pytest.raises(ValueError, match=r"big\.png.*exceeds limit"):
+        read_image(tmp_path / "big.png")

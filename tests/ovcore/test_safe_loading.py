@@ -278,6 +278,24 @@ def test_torchscript_tensors_match_state_dict_without_compiling(tmp_path: Path, 
     assert all(torch.equal(out[k], expected[k]) and out[k].dtype == expected[k].dtype for k in expected)
 
 
+def test_torchscript_tensors_load_without_the_typed_storage_warning(tmp_path: Path) -> None:
+    # Reading a legacy storage class's dtype warns "TypedStorage is deprecated": not the user's concern.
+    import warnings
+
+    from ovcore.safe_load import load_torchscript_tensors
+
+    path = _script_archive(tmp_path / "ViT-B-16.pt")
+    before = torch.storage._get_always_warn_typed_storage_removal()
+    torch.storage._set_always_warn_typed_storage_removal(True)  # torch warns once per process otherwise
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out = load_torchscript_tensors(path)
+    finally:
+        torch.storage._set_always_warn_typed_storage_removal(before)
+    assert set(out) == {"lin.weight", "lin.bias", "scale"} and out["scale"].dtype == torch.float16
+
+
 @pytest.mark.parametrize("name", ["os.system", "numpy call", "builtins.getattr"])
 def test_torchscript_archive_refuses_gadgets(tmp_path: Path, marker: Path, name: str) -> None:
     from ovcore.clip import read_state_dict

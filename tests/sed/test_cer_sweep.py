@@ -44,6 +44,22 @@ def test_rows_table_and_plot(tmp_path: Path) -> None:
         assert image.format == "PNG" and image.width > image.height > 200
 
 
+def test_plot_leaves_the_callers_matplotlib_backend_alone(tmp_path: Path) -> None:
+    # A library function must not switch the pyplot backend of a notebook or GUI program that calls it.
+    import os
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; from sed.cli.cer_sweep import plot_sweep, sweep_rows\n"
+            "r = {'mIoU': 1.0, 'ms_per_image': 2.0, 'stats_mean': {'kept': [3.0]}}\n"
+            f"plot_sweep(sweep_rows({{1: {{'demo': r}}}}), {str(tmp_path / 'p.png')!r})\n"
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "MPLBACKEND": "svg"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "svg" and (tmp_path / "p.png").is_file()
+
+
 def test_sed_eval_sweeps_k_with_one_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture) -> None:
     import sed.cli._common as common

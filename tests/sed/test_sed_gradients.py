@@ -1,5 +1,5 @@
-"""Gradient flow (official SED ``sed/sed_model.py``): the encoder learns only through the cost map, auxiliary heads only train
-themselves, the text tower is frozen."""
+"""Gradient flow (official SED ``sed/sed_model.py``): the encoder learns only through the cost map, auxiliary heads
+only train themselves, the text tower is frozen."""
 
 from __future__ import annotations
 

@@ -230,7 +230,7 @@ def _old_official_groups(model: sed.SED, lr: float, wd: float, wd_norm: float) -
     """The grouping SED.param_groups built before it became OptimConfig rules, rewritten here as the reference:
     ``encoder.`` parameters at lr x clip_lr_multiplier, torch norm layers at wd_norm, the rest at wd."""
     out = {}
-    for name, param, module in named_trainable_parameters(model):
+    for name, _param, module in named_trainable_parameters(model):
         mult = model.cfg.clip_lr_multiplier if name.startswith("encoder.") else 1.0
         out[name] = (lr * mult, wd_norm if isinstance(module, NORM_TYPES) else wd)
     return out

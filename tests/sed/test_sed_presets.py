@@ -54,16 +54,18 @@ def test_registry_entries_are_configs() -> None:
 def test_register_sed_registers_a_config_that_create_sed_builds() -> None:
     @sed.register_sed
     def sed_tiny_wide() -> sed.SEDConfig:
-        """sed_tiny with 32 hidden channels."""
-        return sed.load_config("sed_tiny", hidden_dim=32)
+        """sed_tiny with 48 hidden channels."""
+        return sed.load_config("sed_tiny", hidden_dim=48)
 
     assert isinstance(sed_tiny_wide(), sed.SEDConfig) and sed.is_preset("sed_tiny_wide")
+    assert sed.get_preset_config("sed_tiny").hidden_dim != 48  # the preset's own value is what is checked below
     cfg = sed.get_preset_config("sed_tiny_wide", cer_topk=2)
     assert (cfg.name, cfg.description, cfg.hidden_dim, cfg.cer_topk) == (
-        "sed_tiny_wide", "sed_tiny with 32 hidden channels.", 32, 2,
+        "sed_tiny_wide", "sed_tiny with 48 hidden channels.", 48, 2,
     )
     model = sed.create_sed("sed_tiny_wide", pretrained_clip=None)
-    assert isinstance(model, sed.SED) and model.cfg.name == "sed_tiny_wide" and model.cfg.hidden_dim == 32
+    assert isinstance(model, sed.SED) and model.cfg.name == "sed_tiny_wide" and model.cfg.hidden_dim == 48
+    assert model.decoder.conv1.out_channels == 48
     with pytest.raises(ValueError, match="already registered"):
         sed.register_sed(sed_tiny_wide)
 

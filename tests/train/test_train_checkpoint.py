@@ -146,3 +146,16 @@ def test_fresh_run_refuses_a_directory_with_later_checkpoints(tmp_path) -> None:
     train(tiny_config(tmp_path, max_iters=4, resume=True, checkpoint_every=1), TinySegmenter, data)
     with pytest.raises(ValueError, match="another run"):
         train(tiny_config(tmp_path, max_iters=4, resume_from=str(first)), TinySegmenter, data)
+
+
+def test_resume_into_another_model_says_what_does_not_fit(tmp_path) -> None:
+    cfg = tiny_config(tmp_path, max_iters=2, checkpoint_every=2)
+    train(cfg, TinySegmenter, RandomSegmentation(8))
+    cfg.max_iters, cfg.resume = 4, True
+    with pytest.raises(ValueError) as info:
+        train(cfg, lambda: TinySegmenter(width=6), RandomSegmentation(8))  # another width: every shape differs
+    message = str(info.value)
+    assert message.startswith("--resume checkpoint ") and "ckpt_0000002.pt" in message
+    # torch's first line only names the class ("Error(s) in loading state_dict for ..."): the first mismatch is kept
+    assert "size mismatch for conv1.weight" in message and "Error(s) in loading" not in message
+    assert "\n" not in message and "same model / preset" in message

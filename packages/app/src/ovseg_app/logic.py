@@ -344,16 +344,6 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _first_kept(stats: Any) -> list[int]:
-    """Classes kept per stage of the first image, from a ``Prediction``'s per-image stats (or SED's older dict)."""
-    first = stats.get("kept") if isinstance(stats, dict) else (stats[0].get("kept") if stats else None)
-    if not first:
-        return []
-    if isinstance(first[0], (list, tuple)):  # per-image lists in one dict
-        first = first[0]
-    return [int(k) for k in first]
-
-
 def segment(
     cache: ModelCache,
     image: np.ndarray,
@@ -377,6 +367,7 @@ def segment(
     """
     import torch
 
+    from ovcore.cmd.model import as_prediction
     from ovcore.vis import legend_entries, render_overlay
 
     method, preset = method_of(preset, weights)
@@ -388,11 +379,12 @@ def segment(
     batch = torch.from_numpy(image).permute(2, 0, 1)[None].contiguous().to(cache.device)
     _sync(cache.device)
     start = time.perf_counter()
-    out = model.predict(batch, class_names=class_names, **options)
+    pred = as_prediction(model.predict(batch, class_names=class_names, **options), class_names)
     _sync(cache.device)
     latency_ms = 1000 * (time.perf_counter() - start)
-    labels = out["labels"][0].cpu().numpy()
-    kept = _first_kept(out["stats"]) if method == "sed" and cer_k and cer_k > 0 else []
+    labels = pred.labels[0].cpu().numpy()
+    stats = pred.stats[0] if pred.stats else {}
+    kept = [int(k) for k in stats.get("kept") or []] if method == "sed" and cer_k and cer_k > 0 else []
     overlay = np.asarray(render_overlay(image, labels, class_names, legend=False, side_by_side=False))
     legend = [
         (e.name, "#{:02x}{:02x}{:02x}".format(*e.colour), round(100.0 * e.fraction, 2))

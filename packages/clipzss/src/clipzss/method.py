@@ -45,8 +45,8 @@ def create(
         **overrides: Config fields of the wrapper (not allowed with an inference checkpoint).
 
     Raises:
-        ValueError: unknown preset or field, an unreadable checkpoint, or overrides given with an inference
-            checkpoint.
+        ValueError: unknown preset or field, an unreadable checkpoint, weights that do not fit the preset, or
+            overrides given with an inference checkpoint.
     """
     if checkpoint is None:
         return create_clipzss(preset, **overrides).to(device)
@@ -59,11 +59,14 @@ def create(
         if overrides:
             raise ValueError(f"{checkpoint} holds an inference model with its own config; drop {sorted(overrides)}")
         return create_segmenter(checkpoint, map_location=device)
-    from ovcore.train.checkpoint import CHECKPOINT_FORMAT
+    from ovcore.train.checkpoint import CHECKPOINT_FORMAT, state_dict_mismatch
 
     from .segmenter import INFERENCE_FORMAT, ZeroShotSegmenter
 
     payload = _read(checkpoint)
+    where = "the state dict" if isinstance(checkpoint, Mapping) else str(checkpoint)
+    if not isinstance(payload, Mapping):
+        raise ValueError(f"{where} holds a {type(payload).__name__}, not a CLIP-ZSS checkpoint or state dict")
     if payload.get("format") == INFERENCE_FORMAT:
         if overrides:
             raise ValueError(
@@ -73,7 +76,13 @@ def create(
         return ZeroShotSegmenter.from_checkpoint(dict(payload), map_location=device)
     state = payload["model"] if payload.get("format") == CHECKPOINT_FORMAT else payload
     model = create_clipzss(preset, **overrides)
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:  # torch lists every key over many lines: the first difference says enough
+        raise ValueError(
+            f"{where} does not fit CLIP-ZSS preset {preset!r} ({state_dict_mismatch(err)}); pass the preset (and "
+            "overrides) the weights were trained with"
+        ) from None
     return model.to(device)
 
 

@@ -31,6 +31,7 @@ from .pseudo_labels import PseudoLabeler, PseudoLabels, drop_absent_pseudo_ids
 from .segmenter import (
     INFERENCE_FORMAT,
     ZeroShotSegmenter,
+    _template_list,
     normalize_images,
     predict_with_student,
 )
@@ -233,13 +234,10 @@ class CLIPZSS(nn.Module):
         Raises:
             ValueError: an empty, blank or repeated name.
         """
-        from ovcore.text import check_vocabulary, get_templates
+        from ovcore.text import check_vocabulary
 
         names = check_vocabulary(class_names)  # empty, blank or repeated names: ValueError naming them
-        if templates is None:
-            temps = list(self.templates)
-        else:
-            temps = list(get_templates(templates)) if isinstance(templates, str) else [str(t) for t in templates]
+        temps = list(self.templates) if templates is None else _template_list(templates)
         dev = self.seen_text.device
         self.text_embeddings = self._embed(names, temps).to(dev)
         seen = set(self.seen_names)

@@ -142,6 +142,8 @@ class ZeroShotSegmenter(nn.Module):
         self.seen_class_names = list(seen_class_names)
         self.class_names: list[str] = []
         self._table: dict[str, torch.Tensor] = {}
+        # Embeddings under other templates (set_vocabulary(..., templates=...)), encoded once per (templates, name).
+        self._template_table: dict[tuple[tuple[str, ...], str], torch.Tensor] = {}
         self._text_encoder_spec = text_encoder
         # A list keeps the lazily built text tower out of the module tree (and out of state_dict()).
         self._text_tower_box: list[Any] = []
@@ -164,8 +166,8 @@ class ZeroShotSegmenter(nn.Module):
 
         Args:
             class_names: T names.
-            templates: A template set name or list to encode every name with (always through the text tower);
-                default the training templates, with the stored embeddings reused.
+            templates: A template set name or list to encode every name with (through the text tower, once per
+                templates and name); default the training templates, with the stored embeddings reused.
 
         Raises:
             ValueError: an empty, blank or repeated name.
@@ -175,7 +177,13 @@ class ZeroShotSegmenter(nn.Module):
 
         names = check_vocabulary(class_names)  # empty, blank or repeated names: ValueError naming them
         if templates is not None:
-            self._use(names, self._encode(list(names), _template_list(templates)))
+            temps = _template_list(templates)
+            key = tuple(temps)
+            missing = [n for n in dict.fromkeys(names) if (key, n) not in self._template_table]
+            if missing:
+                emb = self._encode(missing, temps).detach().float().cpu()
+                self._template_table.update({(key, n): row for n, row in zip(missing, emb, strict=True)})
+            self._use(names, torch.stack([self._template_table[(key, n)] for n in names]))
             return
         missing = [n for n in dict.fromkeys(names) if n not in self._table]
         if missing:

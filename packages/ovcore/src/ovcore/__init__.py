@@ -1,15 +1,15 @@
 """ovcore: shared primitives for open-vocabulary and zero-shot semantic segmentation.
 
-Submodules are imported lazily (``ovcore.clip``, ``ovcore.text``, ``ovcore.costmap``, ``ovcore.attention``,
-``ovcore.metrics``, ``ovcore.data``, ``ovcore.evaluate``, ``ovcore.train``, ``ovcore.safe_load``) so that
+Submodules (``ovcore.clip``, ``ovcore.text``, ``ovcore.data``, ``ovcore.method``, ``ovcore.train``, ... : the
+list below) are imported lazily, through :func:`ovcore.lazy.lazy_exports` as every method package does, so that
 ``import ovcore`` stays cheap for the command line and for methods that need only one part.
 """
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+
+from ovcore.lazy import lazy_exports
 
 try:
     __version__ = version("ovcore")
@@ -33,12 +33,10 @@ _SUBMODULES = (
     "benchmarks",
     "train",
     "safe_load",
+    "cmd",
 )
 
 __all__ = ["__version__", *_SUBMODULES]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f"ovcore.{name}")
-    raise AttributeError(f"module 'ovcore' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, {name: f"{__name__}.{name}" for name in _SUBMODULES})

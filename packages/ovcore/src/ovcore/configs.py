@@ -25,7 +25,7 @@ BASE_KEY = "base"
 """The key naming the config a file overrides (a name in the same folder, without ``.json``)."""
 
 DELETE_KEY = "_delete_"
-"""In an override dict, ``"_delete_": true`` means: replace the base's dict instead of merging into it (mmseg's rule)."""
+"""In an override dict, ``"_delete_": true`` means: replace the base's dict instead of merging into it (mmseg)."""
 
 
 def list_config_names(folder: str | Path) -> list[str]:
@@ -98,7 +98,7 @@ def load_json_config(folder: str | Path, name: str) -> dict[str, Any]:
             raise ValueError(f"config file {str(path)!r}: {BASE_KEY!r} must be a config name, got {current!r}")
         layers.append(data)
     merged: dict[str, Any] = {}
-    for layer_name, layer in zip(reversed(chain), reversed(layers)):
+    for layer_name, layer in zip(reversed(chain), reversed(layers), strict=True):
         try:
             merged = merge_overrides(merged, layer)
         except ValueError as err:

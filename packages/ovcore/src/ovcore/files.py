@@ -82,15 +82,15 @@ def _write_error(path: Path, err: BaseException) -> WriteError:
     code = err.errno if isinstance(err, OSError) else None
     free = free_space(path.parent)
     where = f"free space of {path.parent} unknown" if free is None else f"{format_bytes(free)} free in {path.parent}"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):  # definite, even on a nearly full disk
+        return WriteError(
+            f"cannot write {path}: permission denied (the folder is read-only for this user); choose a writable "
+            "folder or fix its permissions", path, code,
+        )
     if code == errno.ENOSPC or (free is not None and free < _NEARLY_FULL):
         return WriteError(
             f"cannot write {path}: no space left on the device ({where}); free some space or write to another disk",
             path, errno.ENOSPC,
-        )
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return WriteError(
-            f"cannot write {path}: permission denied (the folder is read-only for this user); choose a writable "
-            "folder or fix its permissions", path, code,
         )
     # torch.save's RuntimeErrors (inline_container.cc) say nothing useful to a user; an OSError's own words do.
     reason = (err.strerror or str(err)) if isinstance(err, OSError) else "the write failed"

@@ -31,6 +31,7 @@ import pickle
 import pickletools
 import re
 import struct
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -399,8 +400,11 @@ class _ScriptUnpickler(pickle.Unpickler):
         if full in self._HELPERS:
             return self._HELPERS[full]
         storage = getattr(torch, name, None) if module == "torch" and name.endswith("Storage") else None
-        if storage is not None and isinstance(getattr(storage, "dtype", None), torch.dtype):
-            return storage.dtype
+        with warnings.catch_warnings():  # reading a legacy storage class's dtype warns that TypedStorage is deprecated
+            warnings.simplefilter("ignore", UserWarning)
+            dtype = getattr(storage, "dtype", None) if storage is not None else None
+        if isinstance(dtype, torch.dtype):
+            return dtype
         raise pickle.UnpicklingError(f"global {full} is not allowed")
 
     def persistent_load(self, pid: Any) -> Any:

@@ -224,11 +224,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def convert_command(source: str, target: str | None, variant: str | None, hub_folder: str | None = None) -> None:
-    """Body of ``sed-convert`` (see :func:`_convert`)."""
-    _convert(source, target, variant, hub_folder)
-
-
-def _convert(source: str, target: str | None, variant: str | None, hub_folder: str | None = None) -> None:
     """Body of ``sed-convert``: check the paths, convert, write atomically (a file and / or a Hub folder)."""
     from ovcore.cmd.errors import UsageError, check_output_dir, require_file
     from ovcore.train.checkpoint import UNREADABLE_ERRORS, unreadable_file_error

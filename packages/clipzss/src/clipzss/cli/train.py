@@ -22,10 +22,10 @@ refreshed at every training checkpoint and written at the end.
 from __future__ import annotations
 
 import copy
-import typing
 import logging
 import os
 import sys
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -422,9 +422,9 @@ def _resolve_weights(cfg: ClipZSSTrainConfig) -> CLIPZSSConfig:
 
 def _check_vocabulary(cfg: ClipZSSTrainConfig) -> None:
     """The model's vocabulary (--model.dataset / class-names / seen-classes) must be the benchmark's."""
-    from ..model import resolve_vocabulary
-
     from ovcore.benchmarks import get_benchmark
+
+    from ..model import resolve_vocabulary
 
     split = get_benchmark(cfg.benchmark).split()
     names, seen = resolve_vocabulary(cfg.model)
@@ -476,10 +476,9 @@ def _export(model: Any, path: Path, benchmark: str) -> Path:
 
 
 def _evaluate_fn(cfg: ClipZSSTrainConfig, val_set: Any) -> Callable[[Any, int], dict[str, Any]]:
-    from ovcore.evaluate import evaluate
-
     from ovcore.benchmarks import get_benchmark
     from ovcore.data import dataset_info, get_class_names
+    from ovcore.evaluate import evaluate
     from ovcore.files import json_safe
 
     bench = get_benchmark(cfg.benchmark)

@@ -208,7 +208,8 @@ def score(loaded: LoadedModel, dataset: Any, protocol: EvalProtocol, *, device: 
     loaded.use_vocabulary(names)
     unseen = None
     if protocol.seen is not None:
-        unseen = [i for i in range(protocol.num_classes) if i not in set(protocol.seen)]
+        seen = set(protocol.seen)
+        unseen = [i for i in range(protocol.num_classes) if i not in seen]
     try:
         results = evaluate(
             predict, dataset, num_classes=protocol.num_classes, class_names=protocol.score_names,

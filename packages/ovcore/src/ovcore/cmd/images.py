@@ -6,6 +6,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from ovcore.cmd.errors import check_min
+
 __all__ = ["IMAGE_SUFFIXES", "batched", "collect_images", "output_stems", "progress"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
@@ -66,8 +68,7 @@ def batched(items: Sequence[T], batch_size: int, option: str = "--batch-size") -
     Raises:
         ValueError: ``batch_size < 1`` (naming ``option``).
     """
-    if batch_size < 1:
-        raise ValueError(f"{option} must be >= 1, got {batch_size}")
+    check_min(option, batch_size, 1)
     for start in range(0, len(items), batch_size):
         yield list(items[start : start + batch_size])
 

@@ -119,7 +119,6 @@ def predict_images(loaded: LoadedModel, paths: Sequence[Path], stems: Sequence[s
     from ovcore.cmd.images import progress as with_progress
     from ovcore.cmd.outputs import save_probs as write_probs
     from ovcore.data.io import read_image
-
     from ovcore.vis import render_overlay, save_label_png
 
     out = Path(output_dir)

@@ -45,14 +45,15 @@ def read_image(path: str | os.PathLike, *, apply_exif: bool = True) -> torch.Ten
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file cannot be decoded (truncated or not an image).
+        ValueError: the file cannot be decoded (truncated, not an image, or over PIL's decompression-bomb limit).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
     try:
         array = _decode_rgb(path, apply_exif)
-    except (OSError, SyntaxError, ValueError) as e:  # PIL raises these for truncated / non-image files
+    # PIL raises these for truncated / non-image files, and DecompressionBombError for an image over its pixel limit
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ValueError(f"cannot read image file {path}: {e}") from e
     return torch.from_numpy(np.array(array, dtype=np.uint8)).permute(2, 0, 1).contiguous()  # a writable copy
 

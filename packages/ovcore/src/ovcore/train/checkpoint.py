@@ -137,6 +137,18 @@ def _unreadable_reason(err: BaseException) -> str:
     return first[:200]
 
 
+def state_dict_mismatch(err: BaseException) -> str:
+    """One line saying why ``load_state_dict`` refused a state: its first missing / unexpected key or size mismatch.
+
+    torch's message starts with a line naming only the module class ("Error(s) in loading state_dict for X:") and
+    then lists every difference, one per line: the first difference is kept, cut to 300 characters.
+    """
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    details = [line for line in lines if not line.startswith("Error(s) in loading state_dict")]
+    first = (details or lines or [type(err).__name__])[0]
+    return first[:300]
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by :class:`Checkpointer` (or any plain state dict) with ``weights_only=True``.
 

@@ -31,7 +31,14 @@ from tqdm.auto import tqdm
 
 from ovcore.files import atomic_write_text, remove_stale_temporaries, write_json
 
-from .checkpoint import CHECKPOINT_FORMAT, Checkpointer, capture_rng_state, load_checkpoint, restore_rng_state
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    Checkpointer,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    state_dict_mismatch,
+)
 from .config import TrainConfig, config_to_dict
 from .data import ResumableLoader
 from .distributed import (
@@ -289,11 +296,10 @@ class _Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as err:
             # load_state_dict lists every missing / unexpected key over many lines: keep the first one.
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             option = "--resume-from" if self.cfg.resume_from else "--resume"
             raise ValueError(
-                f"{option} checkpoint {path} does not fit this model and optimizer ({first[:300]}); resume with the "
-                "same model / preset the checkpoint was written with"
+                f"{option} checkpoint {path} does not fit this model and optimizer ({state_dict_mismatch(err)}); "
+                "resume with the same model / preset the checkpoint was written with"
             ) from None
 
     def _resume(self, path: Path | None, state: dict[str, Any] | None) -> None:

@@ -1,9 +1,10 @@
 """``sed-eval --topk 1 2 4 8 none``: the speed / accuracy trade-off of category early rejection as a table and a plot.
 
 Every k is scored on the same images with the same model: the CER ablation of the SED paper (Sec. 4.4, Table 7;
-CER itself is Sec. 3.3): fewer classes kept per decoder stage, less time, some mIoU. The sweep writes ``cer_sweep.json`` (one row per benchmark
-and k: mIoU, ms per image, mean classes kept per stage) and ``cer_sweep.png`` (two panels: mIoU against ms per
-image, and mIoU against the classes kept per stage, points labelled by k).
+CER itself is Sec. 3.3): fewer classes kept per decoder stage, less time, some mIoU. The sweep writes
+``cer_sweep.json`` (one row per benchmark and k: mIoU, ms per image, mean classes kept per stage) and
+``cer_sweep.png`` (two panels: mIoU against ms per image, and mIoU against the classes kept per stage, points
+labelled by k).
 """
 
 from __future__ import annotations
@@ -121,29 +122,27 @@ def _panel(ax: Any, rows: Sequence[Mapping[str, Any]], x_key: str, xlabel: str) 
     ax.grid(alpha=0.3)
 
 
-def plot_sweep(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "SED category early rejection") -> Path:
-    """Draw the trade-off figure (PNG, matplotlib's Agg backend: no display needed); returns the path.
+def plot_sweep(rows: Sequence[Mapping[str, Any]], path: str | Path,
+               title: str = "SED category early rejection") -> Path:
+    """Draw the trade-off figure (PNG, no display needed); returns the path.
 
-    Left: mIoU against ms per image; right: mIoU against the mean classes kept per decoder stage.
+    Left: mIoU against ms per image; right: mIoU against the mean classes kept per decoder stage. The figure is a
+    plain ``matplotlib.figure.Figure`` rendered by Agg, not a pyplot one: no GUI toolkit is imported and the
+    caller's pyplot backend and open figures are left alone.
     """
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # a file only: no display, and no GUI toolkit import
-    import matplotlib.pyplot as plt
-
-    fig, (speed, kept) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
-    try:
-        _panel(speed, rows, "ms_per_image", "ms per image")
-        _panel(kept, rows, "kept_mean", "classes kept per decoder stage (mean)")
-        if len({r["benchmark"] for r in rows}) > 1:
-            speed.legend(fontsize=8)
-        fig.suptitle(title)
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(10, 4), dpi=100)
+    speed, kept = fig.subplots(1, 2)
+    _panel(speed, rows, "ms_per_image", "ms per image")
+    _panel(kept, rows, "kept_mean", "classes kept per decoder stage (mean)")
+    if len({r["benchmark"] for r in rows}) > 1:
+        speed.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
     return path
 
 

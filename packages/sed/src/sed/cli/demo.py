@@ -138,14 +138,14 @@ def _run(cfg: DemoConfig) -> dict[str, Any]:
     import numpy as np
 
     import sed
+    from ovcore.benchmarks import get_benchmark
     from ovcore.cmd.errors import check_output_dir
+    from ovcore.cmd.model import LoadedModel
+    from ovcore.cmd.predict import predict_images
     from ovcore.data import DEMO_CLASSES, DemoSegmentation, SEDTestTransform, SEDTrainTransform, collate_samples
     from ovcore.data.io import write_image
     from ovcore.train import resolve_device, seed_all, train
     from ovcore.vis import render_overlay
-    from ovcore.benchmarks import get_benchmark
-    from ovcore.cmd.model import LoadedModel
-    from ovcore.cmd.predict import predict_images
     from sed.cli._common import evaluate_model
     from sed.cli.train import demo_recipe
 
@@ -158,10 +158,6 @@ def _run(cfg: DemoConfig) -> dict[str, Any]:
     num_train, num_val = (16, 4) if cfg.quick else (cfg.num_train, cfg.num_val)
     batch_size = min(cfg.batch_size, 4) if cfg.quick else cfg.batch_size
     num_overlays = min(min(cfg.num_overlays, 2) if cfg.quick else cfg.num_overlays, num_val)
-    for option, value in (("--iters", iters), ("--batch-size", batch_size), ("--num-train", num_train),
-                          ("--num-val", num_val), ("--topk", cfg.topk)):
-        if value < 1:
-            raise ValueError(f"{option} must be >= 1, got {value}")
     device = resolve_device(cfg.device)
     out = Path(cfg.output_dir)
     _prepare_output(out)

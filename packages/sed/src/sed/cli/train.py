@@ -208,10 +208,10 @@ def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any, Any]:
         ValueError / FileNotFoundError: unknown preset or dataset, missing files.
     """
     import sed
-    from ovcore.data import SEDTrainTransform, dataset_info, get_class_names
     from ovcore.cmd.errors import require_file
     from ovcore.cmd.evaluate import first_images
     from ovcore.cmd.log import quiet_logger
+    from ovcore.data import SEDTrainTransform, dataset_info, get_class_names
     from sed.cli._common import build_split, eval_target, eval_transform, evaluate_model, read_weights
 
     if not sed.is_preset(cfg.model):
@@ -249,8 +249,8 @@ def build_training(cfg: SEDTrainConfig) -> tuple[Any, Any, Any, Any]:
     if cfg.eval_every > 0 or cfg.eval_at_end:
         bench = eval_target(cfg.eval_dataset or cfg.dataset, "--eval-dataset")
         protocol = bench.protocol()
-        eval_set = build_split(bench.dataset, cfg.data_root, cfg.eval_split, eval_transform(sed.get_preset_config(cfg.model)),
-                               memory_fallback=fallback)
+        eval_set = build_split(bench.dataset, cfg.data_root, cfg.eval_split,
+                               eval_transform(sed.get_preset_config(cfg.model)), memory_fallback=fallback)
         eval_set = first_images(eval_set, cfg.eval_max_images, "--eval-max-images")
 
         def evaluate_fn(model: Any, iteration: int) -> dict[str, Any]:

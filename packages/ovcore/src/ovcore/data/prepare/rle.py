@@ -98,8 +98,10 @@ def label_map_rles(labels: np.ndarray) -> list[tuple[int, dict, int]]:
     ends = np.append(starts[1:], flat.size)
     values = flat[starts]
     out = []
-    for class_id in np.unique(values):
-        s, e = starts[values == class_id], ends[values == class_id]
+    # Runs grouped by class with one stable sort (each group keeps its runs in order), not one scan per class.
+    order = np.argsort(values, kind="stable")
+    for group in np.split(order, np.flatnonzero(np.diff(values[order])) + 1):
+        class_id, s, e = values[group[0]], starts[group], ends[group]
         gaps = s - np.concatenate([[0], e[:-1]])  # background before each run (only the first can be 0)
         counts = np.stack([gaps, e - s], 1).reshape(-1).tolist()
         if e[-1] < flat.size:

@@ -201,7 +201,7 @@ def pad_bottom_right(x: torch.Tensor, size: tuple[int, int], value: int | Sequen
     if h >= size[0] and w >= size[1]:
         return x
     out = x.new_zeros((*x.shape[:-2], max(h, size[0]), max(w, size[1])))
-    if isinstance(value, (int, float)):
+    if not isinstance(value, Sequence):  # one value (Python, numpy or 0-d torch scalar)
         out.fill_(value)
     else:
         if x.ndim != 3 or x.shape[0] != len(value):
